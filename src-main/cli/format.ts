@@ -1,0 +1,27 @@
+/** Human-readable output of status and events (the --json forms are the contract's objects). */
+import type { EventRecord, StatusReport } from '../contract/control.js';
+import { PeerStateLabels } from '../contract/control.js';
+
+export function formatStatus(status: StatusReport): string {
+  const { node } = status;
+  const lines = [
+    `Node     ${node.name}  (${node.role}, epoch ${node.epoch})`,
+    `Id       ${node.id}`,
+    `Listens  ${node.listen}  (heartbeats on port ${node.heartbeatPort})`,
+  ];
+  if (status.peers.length === 0) {
+    lines.push('Peers    none: this node is not paired yet');
+  }
+  for (const peer of status.peers) {
+    const rtt = peer.rttMs === null ? '' : `, rtt ${peer.rtt ? (peer.rtt.lastUs / 1000).toFixed(2) : peer.rttMs} ms`;
+    const seen = peer.lastSeenAt ? `, last seen ${peer.lastSeenAt}` : '';
+    lines.push(`Peer     ${peer.name} (${peer.role}) at ${peer.address}: ${PeerStateLabels[peer.state]}${rtt}${seen}`);
+    lines.push(`         id ${peer.id}, data link ${peer.link}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatEvents(events: EventRecord[]): string {
+  if (events.length === 0) return 'No events recorded.';
+  return events.map((event) => `${event.at}  ${event.type.padEnd(16)}  ${event.message}`).join('\n');
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+/**
+ * The `understudy` command: a thin client of the control contract, plus the commands that
+ * work on a home directly (init, serve). Exit status: 0 done, 1 refused or failed (one line
+ * on stderr), 2 usage error.
+ */
+import type { CommandName, CommandParams, CommandResult } from '../contract/control.js';
+import { ControlClient } from '../engine/control/control-client.js';
+import { checkHome } from '../engine/home.js';
+import { describeError, isUnderstudyError, UnderstudyError } from '../engine/errors.js';
+import { DefaultListenHost, DefaultListenPort, initNode } from '../engine/init.js';
+import { parseAddress } from '../engine/link/tls.js';
+import { Store } from '../engine/store/store.js';
+import { Version } from '../version.js';
+import { homeFrom, parse, parseMs, requireOption, UsageError } from './args.js';
+import { formatEvents, formatStatus } from './format.js';
+import { serve } from './serve.js';
+
+const Help = `understudy ${Version}: high availability for small shops
+
+Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDERSTUDY_HOME)
+
+  init --name NAME [--listen HOST:PORT]   create a node (default listen ${DefaultListenHost}:${DefaultListenPort};
+                                          heartbeats use PORT+1)
+  serve [--heartbeat-interval MS]         run the node in the foreground until SIGINT/SIGTERM
+  pair-code                               print a one-time pairing code (on the primary)
+  pair --peer HOST:PORT --code CODE       pair this node as the backup of that primary
+  status [--json]                         this node, its peers and protected objects
+  events [--json] [--limit N]             the event log, oldest first
+  --version                               print the version
+
+Reference: docs/cli.md`;
+
+/** How long a command that waits for the node may take before giving up. */
+const CommandTimeoutMs = 30_000;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case '--version':
+    case '-v':
+      console.log(Version);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      console.log(Help);
+      return command === undefined ? 2 : 0;
+    case 'init':
+      return init(rest);
+    case 'serve':
+      return serveCommand(rest);
+    case 'pair-code':
+      return pairCode(rest);
+    case 'pair':
+      return pair(rest);
+    case 'status':
+      return status(rest);
+    case 'events':
+      return events(rest);
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+async function init(argv: string[]): Promise<number> {
+  const { values } = parse('init', argv, { name: { type: 'string' }, listen: { type: 'string' } });
+  const home = homeFrom(values);
+  const name = requireOption('init', 'name', values.name);
+  const listenText = values.listen ?? `${DefaultListenHost}:${DefaultListenPort}`;
+  const listen = parseAddress(listenText);
+  if (!listen) throw new UsageError(`init: --listen '${listenText}' is not HOST:PORT`);
+  const created = await initNode({ home, name, listen });
+  if (values.json) console.log(JSON.stringify({ home: created.home, id: created.nodeId, name }));
+  else {
+    console.log(`Created node '${name}' in ${created.home}.`);
+    console.log(`Start it with: understudy serve --home ${created.home}`);
+    console.log(created.nodeId);
+  }
+  return 0;
+}
+
+async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parse('serve', argv, { 'heartbeat-interval': { type: 'string' } });
+  return serve({ home: homeFrom(values), heartbeatIntervalMs: parseMs('heartbeat-interval', values['heartbeat-interval']) });
+}
+
+async function pairCode(argv: string[]): Promise<number> {
+  const { values } = parse('pair-code', argv, {});
+  const result = await call(homeFrom(values), 'pair:code', {});
+  if (values.json) console.log(JSON.stringify(result));
+  else {
+    console.log(`One-time pairing code (expires at ${result.expiresAt}, works once).`);
+    console.log('On the backup, run: understudy pair --peer THIS_MACHINE:PORT --code CODE');
+    console.log(result.code);
+  }
+  return 0;
+}
+
+async function pair(argv: string[]): Promise<number> {
+  const { values } = parse('pair', argv, { peer: { type: 'string' }, code: { type: 'string' } });
+  const home = homeFrom(values);
+  const peer = requireOption('pair', 'peer', values.peer);
+  const code = requireOption('pair', 'code', values.code);
+  if (!parseAddress(peer)) throw new UsageError(`pair: --peer '${peer}' is not HOST:PORT`);
+  const result = await call(home, 'pair:join', { peer, code });
+  if (values.json) console.log(JSON.stringify(result));
+  else console.log(`Paired with '${result.peer.name}' at ${result.peer.address}; this node is its backup.`);
+  return 0;
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parse('status', argv, {});
+  const report = await call(homeFrom(values), 'node:status', {});
+  console.log(values.json ? JSON.stringify(report) : formatStatus(report));
+  return 0;
+}
+
+async function events(argv: string[]): Promise<number> {
+  const { values } = parse('events', argv, { limit: { type: 'string' } });
+  const home = homeFrom(values);
+  const limit = values.limit === undefined ? undefined : Number(values.limit);
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw new UsageError('events: --limit must be a whole number above 0');
+  let list;
+  try {
+    list = await call(home, 'events:list', limit === undefined ? {} : { limit });
+  } catch (error) {
+    if (!isUnderstudyError(error) || error.code !== 'not-running') throw error;
+    // The event log is most wanted after a node stopped: read it from the store directly.
+    list = readEventsOffline(home, limit);
+  }
+  console.log(values.json ? JSON.stringify(list) : formatEvents(list));
+  return 0;
+}
+
+function readEventsOffline(home: string, limit: number | undefined) {
+  checkHome(home);
+  const store = Store.open(home, { readonly: true });
+  try {
+    return store.listEvents(limit === undefined ? {} : { limit }).map((e) => ({ ...(e.data ?? {}), id: e.id, at: e.at, type: e.type, message: e.message })) as CommandResult<'events:list'>;
+  } finally {
+    store.close();
+  }
+}
+
+/** Sends one command to the running node in `home`, waiting at most CommandTimeoutMs. */
+async function call<C extends CommandName>(home: string, command: C, params: CommandParams<C>): Promise<CommandResult<C>> {
+  checkHome(home);
+  const client = await ControlClient.connect(home);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new UnderstudyError('timeout', `the node did not finish '${command}' within ${CommandTimeoutMs / 1000} s`, { hint: 'check its log in HOME/logs' })),
+        CommandTimeoutMs,
+      );
+    });
+    return await Promise.race([client.call(command, params), timeout]);
+  } finally {
+    clearTimeout(timer);
+    client.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      console.error(`understudy: ${error.toLine()}`);
+      process.exitCode = 2;
+    } else if (isUnderstudyError(error)) {
+      console.error(`understudy: ${error.toLine()}`);
+      process.exitCode = 1;
+    } else {
+      console.error(`understudy: unexpected failure: ${describeError(error)} (set UNDERSTUDY_DEBUG=1 for details)`);
+      if (process.env.UNDERSTUDY_DEBUG) console.error(error);
+      process.exitCode = 1;
+    }
+  },
+);

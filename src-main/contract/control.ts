@@ -1,0 +1,128 @@
+/**
+ * The control contract: every command a client (CLI, desktop app, web console) can send to
+ * a running node, and every event the node pushes back. Types only, no runtime imports, so
+ * the engine, the CLI, the preload bridge and the renderer all type against this one file.
+ */
+
+export type NodeRole = 'standalone' | 'primary' | 'backup' | 'witness';
+export type PeerState = 'up' | 'suspect' | 'down';
+
+/** Labels for people, next to the stable values scripts use. */
+export const PeerStateLabels: Record<PeerState, string> = {
+  up: 'up',
+  suspect: 'suspect (missed heartbeats)',
+  down: 'down',
+};
+
+export interface NodeInfo {
+  id: string;
+  name: string;
+  role: NodeRole;
+  epoch: number;
+  /** The address peers reach this node on, as HOST:PORT. */
+  listen: string;
+  /** The heartbeat port (the listen port + 1). */
+  heartbeatPort: number;
+  version: string;
+  pid: number;
+  startedAt: string;
+}
+
+export interface RttStats {
+  /** The last measured round trip in microseconds. */
+  lastUs: number;
+  p50Us: number;
+  p99Us: number;
+  /** How many recent beats these figures cover. */
+  samples: number;
+}
+
+export interface PeerStatus {
+  id: string;
+  name: string;
+  role: NodeRole;
+  address: string;
+  state: PeerState;
+  /** Heartbeat round trip, whole milliseconds rounded up; null while the peer is not up. */
+  rttMs: number | null;
+  /** Finer round-trip figures over recent beats; null until a beat has been answered. */
+  rtt: RttStats | null;
+  /** When the peer last answered a heartbeat; null if never since this node started. */
+  lastSeenAt: string | null;
+  /** When the peer entered its current state. */
+  stateSince: string;
+  /** Whether the data link (separate from heartbeats) is connected. */
+  link: 'connected' | 'disconnected';
+  pairedAt: string;
+}
+
+export interface StatusReport {
+  node: NodeInfo;
+  peers: PeerStatus[];
+  /** Protected objects; filled by the replication issues. */
+  objects: unknown[];
+}
+
+export interface EventRecord {
+  id: number;
+  at: string;
+  type: EventType;
+  message: string;
+  [field: string]: unknown;
+}
+
+/** Stable dotted event names; docs/cli.md lists them. */
+export type EventType =
+  | 'node.initialized'
+  | 'node.started'
+  | 'node.stopped'
+  | 'pair.code-issued'
+  | 'pair.completed'
+  | 'pair.refused'
+  | 'peer.up'
+  | 'peer.suspect'
+  | 'peer.down'
+  | 'link.refused'
+  | 'link.error';
+
+export interface PairCodeResult {
+  code: string;
+  expiresAt: string;
+}
+
+export interface PairResult {
+  peer: PeerStatus;
+}
+
+/** Command name → its parameters and result. Names are domain:verb. */
+export interface Commands {
+  'node:status': { params: Record<string, never>; result: StatusReport };
+  'pair:code': { params: Record<string, never>; result: PairCodeResult };
+  'pair:join': { params: { peer: string; code: string }; result: PairResult };
+  'events:list': { params: { afterId?: number; limit?: number }; result: EventRecord[] };
+  /** Starts pushing events on this connection; returns the id of the newest event so far. */
+  'events:subscribe': { params: Record<string, never>; result: { lastId: number } };
+}
+
+export type CommandName = keyof Commands;
+export type CommandParams<C extends CommandName> = Commands[C]['params'];
+export type CommandResult<C extends CommandName> = Commands[C]['result'];
+
+export interface ControlErrorBody {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** The wire form on the control socket: one JSON object per line. */
+export type ControlRequest = { id: number; command: CommandName; params: unknown };
+export type ControlReply =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: ControlErrorBody }
+  | { event: EventRecord };
+
+/** What every transport (socket client, preload bridge, WebSocket) offers the UI. */
+export interface ControlApi {
+  call<C extends CommandName>(command: C, params: CommandParams<C>): Promise<CommandResult<C>>;
+  onEvent(listener: (event: EventRecord) => void): () => void;
+}

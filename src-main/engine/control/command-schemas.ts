@@ -1,0 +1,23 @@
+/** Runtime checks of command parameters, matching the types in contract/control.ts. */
+import * as v from 'valibot';
+import type { CommandName } from '../../contract/control.js';
+
+const Empty = v.optional(v.object({}), {});
+
+export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
+  'node:status': Empty,
+  'pair:code': Empty,
+  'pair:join': v.object({ peer: v.pipe(v.string(), v.maxLength(300)), code: v.pipe(v.string(), v.maxLength(100)) }),
+  'events:list': v.optional(
+    v.object({
+      afterId: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+      limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+    }),
+    {},
+  ),
+  'events:subscribe': Empty,
+};
+
+export function isCommandName(value: unknown): value is CommandName {
+  return typeof value === 'string' && Object.hasOwn(CommandParamSchemas, value);
+}

@@ -1,0 +1,137 @@
+/**
+ * The local control endpoint: newline-delimited JSON requests and replies on a Unix socket
+ * (or named pipe) that only the node's OS user can reach, or, under the system service,
+ * members of the `understudy` group. Speaks the contract in contract/control.ts.
+ */
+import { chmodSync, chownSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import * as v from 'valibot';
+import type { Logger } from 'pino';
+import type { CommandName, ControlReply, EventRecord } from '../../contract/control.js';
+import { describeError, isUnderstudyError, UnderstudyError } from '../errors.js';
+import { CommandParamSchemas, isCommandName } from './command-schemas.js';
+import { controlPath, MaxControlLineBytes } from './endpoint.js';
+
+export type CommandHandler = (command: CommandName, params: unknown) => Promise<unknown>;
+
+/** The OS group whose members may control a node run as a system service. */
+export const ControlGroup = 'understudy';
+
+export class ControlServer {
+  private server: Server | null = null;
+  private readonly subscribers = new Set<Socket>();
+  private readonly sockets = new Set<Socket>();
+  private readonly path: string;
+
+  constructor(
+    home: string,
+    private readonly handle: CommandHandler,
+    private readonly log: Logger,
+  ) {
+    this.path = controlPath(home);
+  }
+
+  async start(): Promise<void> {
+    // The node holds the home's lock, so a socket file left here is from a crashed run.
+    if (process.platform !== 'win32') rmSync(this.path, { force: true });
+    const server = createServer((socket) => this.serve(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) =>
+        reject(new UnderstudyError('listen-failed', `cannot open the control endpoint ${this.path}: ${error.message}`, { cause: error })),
+      );
+      server.listen(this.path, () => resolve());
+    });
+    this.restrictAccess();
+  }
+
+  /** Pushes an event to every client that subscribed. */
+  broadcast(event: EventRecord): void {
+    const line = `${JSON.stringify({ event } satisfies ControlReply)}\n`;
+    for (const socket of this.subscribers) socket.write(line);
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const socket of this.sockets) socket.destroy();
+    });
+    if (process.platform !== 'win32') rmSync(this.path, { force: true });
+  }
+
+  private restrictAccess(): void {
+    if (process.platform === 'win32') return;
+    const gid = process.getuid?.() === 0 ? groupId(ControlGroup) : null;
+    if (gid !== null) {
+      chownSync(this.path, 0, gid);
+      chmodSync(this.path, 0o660);
+    } else {
+      chmodSync(this.path, 0o600);
+    }
+  }
+
+  private serve(socket: Socket): void {
+    let buffered = '';
+    this.sockets.add(socket);
+    socket.setEncoding('utf8');
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      this.subscribers.delete(socket);
+    });
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      if (buffered.length > MaxControlLineBytes) {
+        this.log.warn('control request too large; connection closed');
+        socket.destroy();
+        return;
+      }
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.trim()) void this.answer(socket, line);
+      }
+    });
+  }
+
+  private async answer(socket: Socket, line: string): Promise<void> {
+    let id = 0;
+    let reply: ControlReply;
+    try {
+      const request = JSON.parse(line) as { id?: unknown; command?: unknown; params?: unknown };
+      id = typeof request.id === 'number' ? request.id : 0;
+      if (!isCommandName(request.command)) throw new UnderstudyError('usage', `unknown command ${JSON.stringify(request.command)}`);
+      const parsed = v.safeParse(CommandParamSchemas[request.command], request.params);
+      if (!parsed.success) throw new UnderstudyError('usage', `bad parameters for ${request.command}: ${parsed.issues[0].message}`);
+      const result = await this.handle(request.command, parsed.output);
+      if (request.command === 'events:subscribe') this.subscribers.add(socket);
+      reply = { id, ok: true, result };
+    } catch (error) {
+      if (!isUnderstudyError(error)) this.log.error({ err: error }, 'control command failed');
+      reply = {
+        id,
+        ok: false,
+        error: isUnderstudyError(error)
+          ? { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
+          : { code: 'internal', message: describeError(error) },
+      };
+    }
+    if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+  }
+}
+
+/** The id of a group from /etc/group, or null when there is no such group. */
+function groupId(name: string): number | null {
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const [group, , gid] = line.split(':');
+      if (group === name && gid) return Number(gid);
+    }
+  } catch {
+    // No /etc/group: no group access, the owner-only default stands.
+  }
+  return null;
+}

@@ -1,0 +1,106 @@
+/**
+ * The schemas of every message a node accepts from the network, one set per channel.
+ * Nothing from a socket is used before it has passed one of these.
+ */
+import * as v from 'valibot';
+
+const NodeIdPattern = /^[A-Z2-7]{13}(-[A-Z2-7]{13}){3}$/;
+const Base64Pattern = /^[A-Za-z0-9+/]+={0,2}$/;
+
+export const NodeIdSchema = v.pipe(v.string(), v.regex(NodeIdPattern, 'not a node id'));
+const NameSchema = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
+const EpochSchema = v.pipe(v.number(), v.integer(), v.minValue(0));
+const SeqSchema = v.pipe(v.number(), v.integer(), v.minValue(0));
+const NonceSchema = v.pipe(v.string(), v.length(44), v.regex(Base64Pattern, 'not base64'));
+const MacSchema = v.pipe(v.string(), v.length(44), v.regex(Base64Pattern, 'not base64'));
+const RoleSchema = v.picklist(['standalone', 'primary', 'backup', 'witness']);
+const HostSchema = v.pipe(v.string(), v.minLength(1), v.maxLength(255));
+const PortSchema = v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(65535));
+
+/**
+ * A position in a journal: the epoch in which the change was made and its sequence within
+ * that epoch. Comparing positions compares epochs first, so a new primary's changes always
+ * sort after the old primary's, whatever their sequence numbers.
+ */
+export const JournalPositionSchema = v.object({ epoch: EpochSchema, seq: SeqSchema });
+export type JournalPosition = v.InferOutput<typeof JournalPositionSchema>;
+
+export const ListenAddressSchema = v.object({ host: HostSchema, port: PortSchema });
+
+// --- pairing channel (ALPN understudy-pair/1) -------------------------------------------
+
+export const PairMessageSchema = v.variant('t', [
+  v.object({
+    t: v.literal('pair.hello'),
+    codeId: v.pipe(v.string(), v.regex(/^[0-9a-f]{4}$/)),
+    nodeId: NodeIdSchema,
+    name: NameSchema,
+    listen: ListenAddressSchema,
+    nonce: NonceSchema,
+  }),
+  v.object({ t: v.literal('pair.challenge'), nodeId: NodeIdSchema, name: NameSchema, nonce: NonceSchema }),
+  v.object({ t: v.literal('pair.proof'), mac: MacSchema }),
+  v.object({ t: v.literal('pair.accepted'), mac: MacSchema, epoch: EpochSchema }),
+  v.object({ t: v.literal('pair.commit') }),
+  v.object({ t: v.literal('pair.committed') }),
+  v.object({
+    t: v.literal('pair.refused'),
+    code: v.pipe(v.string(), v.maxLength(64)),
+    message: v.pipe(v.string(), v.maxLength(500)),
+  }),
+]);
+export type PairMessage = v.InferOutput<typeof PairMessageSchema>;
+
+// --- data channel (ALPN understudy/1) ---------------------------------------------------
+
+/**
+ * Every replication message extends this envelope: the sender's epoch travels with each
+ * one so that a receiver can refuse anything from a primary that has been superseded.
+ */
+export const ReplicationEnvelopeSchema = v.object({ epoch: EpochSchema, position: JournalPositionSchema });
+
+export const LinkMessageSchema = v.variant('t', [
+  v.object({
+    t: v.literal('hello'),
+    nodeId: NodeIdSchema,
+    name: NameSchema,
+    role: RoleSchema,
+    epoch: EpochSchema,
+    position: JournalPositionSchema,
+  }),
+]);
+export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
+
+// --- heartbeat channel (ALPN understudy-hb/1, its own port) -----------------------------
+
+export const BeatMessageSchema = v.variant('t', [
+  v.object({ t: v.literal('hb.hello'), nodeId: NodeIdSchema }),
+  v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema }),
+  v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema }),
+]);
+export type BeatMessage = v.InferOutput<typeof BeatMessageSchema>;
+
+/** Largest frames each channel accepts; anything bigger closes the connection. */
+export const MaxFrameBytes = {
+  pair: 16 * 1024,
+  link: 16 * 1024 * 1024,
+  beat: 1024,
+} as const;
+
+export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: string };
+
+/** Validates a decoded frame header against a channel's schema. Messages here carry no body. */
+export function parseMessage<T>(
+  schema: v.GenericSchema<unknown, T>,
+  header: unknown,
+  body: Buffer,
+): ParseResult<T> {
+  const result = v.safeParse(schema, header);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+    return { ok: false, reason: `invalid message${path ? ` at ${path}` : ''}: ${issue.message}` };
+  }
+  if (body.length > 0) return { ok: false, reason: 'unexpected body on a message that takes none' };
+  return { ok: true, message: result.output };
+}

@@ -1,0 +1,394 @@
+/**
+ * One running node: owns the home's lock and store, its identity, the peer port (data link
+ * and pairing), the heartbeat worker and the control endpoint, and turns what they report
+ * into status and recorded events.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import { Version } from '../version.js';
+import { isoTime, systemClock, type Clock } from './clock.js';
+import { ControlServer } from './control/control-server.js';
+import { assertNever, UnderstudyError } from './errors.js';
+import { Heartbeat, listenError } from './heartbeat/heartbeat.js';
+import { detectorSettings } from './heartbeat/detector.js';
+import { checkHome, HomeLock } from './home.js';
+import { loadIdentity, publicKeyHash, shortNodeId, type Identity } from './identity/identity.js';
+import { answerPairing, joinPeer } from './identity/pairing.js';
+import { PairingCodeBook } from './identity/pairing-code.js';
+import { dialsPeer, PeerLinks, type Hello } from './link/peer-link.js';
+import { Alpn, formatAddress, parseAddress, serverTlsOptions } from './link/tls.js';
+import { Store, type PeerRecord } from './store/store.js';
+
+export interface NodeOptions {
+  home: string;
+  log: Logger;
+  /** Heartbeat interval. @default 200 ms */
+  heartbeatIntervalMs?: number;
+  clock?: Clock;
+}
+
+interface PeerRuntime {
+  state: PeerState;
+  since: Date;
+  rttMs: number | null;
+  rtt: RttStats | null;
+  lastSeenAt: Date | null;
+}
+
+/** Repeated refusals from one remote are recorded once a minute, so a flood cannot fill the log. */
+const RefusalEventIntervalMs = 60_000;
+
+export interface NodeEvents {
+  event: [EventRecord];
+  /** Something the node cannot run without failed; the owner should stop it. */
+  fatal: [Error];
+}
+
+export class UnderstudyNode extends EventEmitter<NodeEvents> {
+  private readonly runtime = new Map<string, PeerRuntime>();
+  private readonly refusals = new Map<string, { atMs: number; suppressed: number }>();
+  private readonly codes: PairingCodeBook;
+  private readonly startedAt: Date;
+  private role: NodeRole;
+  private epoch: number;
+  private peerServer: Server | null = null;
+  private heartbeat: Heartbeat | null = null;
+  private control: ControlServer | null = null;
+  private links: PeerLinks | null = null;
+  private stopping = false;
+  private readonly peerSockets = new Set<TLSSocket>();
+
+  private constructor(
+    readonly home: string,
+    private readonly store: Store,
+    private readonly lock: HomeLock,
+    readonly identity: Identity,
+    private readonly settings: { name: string; listenHost: string; listenPort: number },
+    private readonly options: NodeOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    const clock = options.clock ?? systemClock;
+    this.codes = new PairingCodeBook(clock);
+    this.startedAt = clock.now();
+    const saved = store.nodeSettings();
+    this.role = saved.role;
+    this.epoch = saved.epoch;
+  }
+
+  /** Starts a node on its home; fails with a clear error and leaves nothing running. */
+  static async start(options: NodeOptions): Promise<UnderstudyNode> {
+    const home = checkHome(options.home);
+    const identity = loadIdentity(home);
+    const lock = HomeLock.acquire(home);
+    let store: Store | null = null;
+    let node: UnderstudyNode | null = null;
+    try {
+      store = Store.open(home);
+      const settings = store.nodeSettings();
+      const log = options.log.child({ node: shortNodeId(identity.nodeId) });
+      node = new UnderstudyNode(home, store, lock, identity, settings, options, log);
+      await node.open();
+      return node;
+    } catch (error) {
+      if (node) await node.stop({ recordEvent: false });
+      else {
+        store?.close();
+        lock.release();
+      }
+      throw error;
+    }
+  }
+
+  private async open(): Promise<void> {
+    const { listenHost, listenPort } = this.settings;
+    this.peerServer = await this.listenPeerPort(listenHost, listenPort);
+
+    const beat = detectorSettings(this.options.heartbeatIntervalMs);
+    this.heartbeat = new Heartbeat(
+      { nodeId: this.identity.nodeId, certPem: this.identity.certPem, keyPem: this.identity.keyPem, listenHost, listenPort: listenPort + 1, ...beat },
+      this.log.child({ sub: 'heartbeat' }),
+    );
+    this.heartbeat.on('peer', (report) => this.onBeatReport(report));
+    this.heartbeat.on('failed', (error) => this.emit('fatal', error));
+    await this.heartbeat.start();
+    this.heartbeat.setEpoch(this.epoch);
+
+    this.links = new PeerLinks(this.identity, () => this.hello(), this.log.child({ sub: 'link' }));
+    this.links.on('connected', (peerId, hello) => this.onLinkConnected(peerId, hello));
+    this.links.on('disconnected', (peerId, reason) => this.log.info({ peer: peerId, reason }, 'data link disconnected'));
+    this.links.on('refused', (reason, details) => this.noteRefusal('link.refused', reason, details.remote));
+
+    this.control = new ControlServer(this.home, (command, params) => this.command(command, params), this.log.child({ sub: 'control' }));
+    await this.control.start();
+
+    this.applyPeers();
+    this.record('node.started', `node '${this.settings.name}' started (${this.role}, epoch ${this.epoch}) on ${this.listenAddress()}`, {
+      role: this.role,
+      epoch: this.epoch,
+      version: Version,
+    });
+  }
+
+  private listenPeerPort(host: string, port: number): Promise<Server> {
+    const server = createServer(serverTlsOptions(this.identity, [Alpn.link, Alpn.pair]), (socket) => this.onPeerConnection(socket));
+    server.on('tlsClientError', (error, socket) =>
+      this.log.debug({ remote: socket.remoteAddress, error: error.message }, 'TLS handshake refused'),
+    );
+    return new Promise((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(host, port, error.code ?? '', error.message, 'peer')));
+      server.listen(port, host, () => resolve(server));
+    });
+  }
+
+  private onPeerConnection(socket: TLSSocket): void {
+    this.peerSockets.add(socket);
+    socket.on('close', () => this.peerSockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    switch (socket.alpnProtocol) {
+      case Alpn.link:
+        this.links?.accept(socket);
+        return;
+      case Alpn.pair:
+        if (!this.codes.hasIssuedAny()) {
+          // Nothing to pair with: refuse without reading a byte of what the stranger sends.
+          socket.destroy();
+          return;
+        }
+        void answerPairing(socket, {
+          identity: this.identity,
+          name: this.settings.name,
+          listen: { host: this.settings.listenHost, port: this.settings.listenPort },
+          log: this.log.child({ sub: 'pair' }),
+          codes: this.codes,
+          pairedWith: () => this.pairedPeer(),
+          commit: (peer) => this.completePairing(peer, 'primary', 1),
+          refused: ({ message, remote }) => this.noteRefusal('pair.refused', `pairing refused: ${message}`, remote),
+        });
+        return;
+      default:
+        this.noteRefusal('link.refused', 'a connection offered no protocol this node speaks', socket.remoteAddress ?? 'unknown');
+        socket.destroy();
+    }
+  }
+
+  private async command(command: CommandName, params: unknown): Promise<unknown> {
+    switch (command) {
+      case 'node:status':
+        return this.status();
+      case 'pair:code':
+        return this.issuePairingCode();
+      case 'pair:join': {
+        const { peer, code } = params as { peer: string; code: string };
+        return { peer: await this.joinAsBackup(peer, code) };
+      }
+      case 'events:list': {
+        const { afterId, limit } = params as { afterId?: number; limit?: number };
+        return this.events({ afterId, limit });
+      }
+      case 'events:subscribe':
+        return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
+      default:
+        return assertNever(command, 'command');
+    }
+  }
+
+  status(): StatusReport {
+    return {
+      node: {
+        id: this.identity.nodeId,
+        name: this.settings.name,
+        role: this.role,
+        epoch: this.epoch,
+        listen: this.listenAddress(),
+        heartbeatPort: this.settings.listenPort + 1,
+        version: Version,
+        pid: process.pid,
+        startedAt: isoTime(this.startedAt),
+      },
+      peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
+      objects: [],
+    };
+  }
+
+  events(options: { afterId?: number | undefined; limit?: number | undefined } = {}): EventRecord[] {
+    return this.store.listEvents(options).map(toContractEvent);
+  }
+
+  private issuePairingCode(): { code: string; expiresAt: string } {
+    const paired = this.pairedPeer();
+    if (paired) {
+      throw new UnderstudyError('already-paired', `this node is already paired with '${paired.name}'`, {
+        hint: 'a pair has one primary and one backup',
+      });
+    }
+    const issued = this.codes.issue(publicKeyHash(this.identity.certPem));
+    // The code itself is a secret: it never goes into the log or the event record.
+    this.record('pair.code-issued', `a pairing code was issued; it expires at ${isoTime(issued.expiresAt)}`, { expiresAt: isoTime(issued.expiresAt) });
+    return { code: issued.text, expiresAt: isoTime(issued.expiresAt) };
+  }
+
+  private async joinAsBackup(peerText: string, code: string): Promise<PeerStatus> {
+    const address = parseAddress(peerText);
+    if (!address) {
+      throw new UnderstudyError('bad-address', `'${peerText}' is not an address`, { hint: 'give the primary as HOST:PORT, e.g. 192.168.1.10:7420' });
+    }
+    const peer = await joinPeer(
+      {
+        identity: this.identity,
+        name: this.settings.name,
+        listen: { host: this.settings.listenHost, port: this.settings.listenPort },
+        log: this.log.child({ sub: 'pair' }),
+        pairedWith: () => this.pairedPeer(),
+        pin: (record, epoch) => this.completePairing(record, 'backup', epoch),
+        unpin: (peerId) => this.undoPairing(peerId),
+      },
+      address,
+      code,
+    );
+    return this.peerStatus(peer);
+  }
+
+  private completePairing(peer: PeerRecord, role: NodeRole, epoch: number): void {
+    this.store.recordPairing(peer, { role, epoch });
+    this.role = role;
+    this.epoch = epoch;
+    this.heartbeat?.setEpoch(epoch);
+    this.applyPeers();
+    this.record('pair.completed', `paired with '${peer.name}' (${formatAddress(peer.host, peer.port)}); this node is the ${role}, epoch ${epoch}`, {
+      peer: peer.id,
+      peerName: peer.name,
+      role,
+      epoch,
+    });
+  }
+
+  private undoPairing(peerId: string): void {
+    this.store.removePairing(peerId, { role: 'standalone', epoch: 0 });
+    this.role = 'standalone';
+    this.epoch = 0;
+    this.heartbeat?.setEpoch(0);
+    this.applyPeers();
+    this.log.warn({ peer: peerId }, 'pairing did not complete on the other side; the pin was taken back');
+  }
+
+  private pairedPeer(): PeerRecord | null {
+    return this.store.listPeers()[0] ?? null;
+  }
+
+  /** Tells the heartbeat worker and the link who the peers are now. */
+  private applyPeers(): void {
+    const peers = this.store.listPeers();
+    for (const peer of peers) {
+      if (!this.runtime.has(peer.id)) {
+        this.runtime.set(peer.id, { state: 'down', since: new Date(), rttMs: null, rtt: null, lastSeenAt: null });
+      }
+    }
+    this.heartbeat?.setPeers(
+      peers.map((peer) => ({
+        id: peer.id,
+        keyHash: peer.keyHash.toString('hex'),
+        host: peer.host,
+        port: peer.port + 1,
+        dial: dialsPeer(this.identity.nodeId, peer.id),
+      })),
+    );
+    this.links?.setPeers(peers);
+  }
+
+  private onBeatReport(report: { id: string; state: PeerState; reason: string; rttMs: number | null; rtt: RttStats | null; lastSeenAt: number | null; changed: boolean }): void {
+    const runtime = this.runtime.get(report.id);
+    if (!runtime) return;
+    runtime.rttMs = report.rttMs;
+    runtime.rtt = report.rtt;
+    runtime.lastSeenAt = report.lastSeenAt === null ? null : new Date(report.lastSeenAt);
+    if (!report.changed || report.state === runtime.state) return;
+    runtime.state = report.state;
+    runtime.since = new Date();
+    const peer = this.store.listPeers().find((p) => p.id === report.id);
+    const name = peer?.name ?? shortNodeId(report.id);
+    const type: EventType = `peer.${report.state}`;
+    this.record(type, `peer '${name}' is ${report.state}: ${report.reason}`, { peer: report.id, peerName: name, reason: report.reason });
+    // Heartbeats come back before the data link's backoff would retry: dial it now.
+    if (report.state === 'up') this.links?.redialNow(report.id);
+  }
+
+  private onLinkConnected(peerId: string, hello: Hello): void {
+    this.log.info({ peer: peerId, role: hello.role, epoch: hello.epoch }, 'data link connected');
+    this.store.updatePeerSeen(peerId, { name: hello.name, role: hello.role });
+  }
+
+  private hello(): Hello {
+    return { t: 'hello', nodeId: this.identity.nodeId, name: this.settings.name, role: this.role, epoch: this.epoch, position: { epoch: this.epoch, seq: 0 } };
+  }
+
+  private peerStatus(peer: PeerRecord): PeerStatus {
+    const runtime = this.runtime.get(peer.id);
+    const state = runtime?.state ?? 'down';
+    return {
+      id: peer.id,
+      name: peer.name,
+      role: peer.role,
+      address: formatAddress(peer.host, peer.port),
+      state,
+      rttMs: state === 'up' && runtime?.rttMs != null ? Math.max(1, Math.ceil(runtime.rttMs)) : null,
+      rtt: runtime?.rtt ?? null,
+      lastSeenAt: runtime?.lastSeenAt ? isoTime(runtime.lastSeenAt) : null,
+      stateSince: isoTime(runtime?.since ?? this.startedAt),
+      link: this.links?.isConnected(peer.id) ? 'connected' : 'disconnected',
+      pairedAt: peer.pairedAt,
+    };
+  }
+
+  private listenAddress(): string {
+    return formatAddress(this.settings.listenHost, this.settings.listenPort);
+  }
+
+  private noteRefusal(type: 'link.refused' | 'pair.refused', reason: string, remote: string): void {
+    this.log.info({ remote, reason }, type === 'pair.refused' ? 'pairing refused' : 'connection refused');
+    const key = `${type}|${remote}`;
+    const now = performance.now();
+    const last = this.refusals.get(key);
+    if (last && now - last.atMs < RefusalEventIntervalMs) {
+      last.suppressed += 1;
+      return;
+    }
+    const suppressed = last?.suppressed ?? 0;
+    this.refusals.set(key, { atMs: now, suppressed: 0 });
+    const more = suppressed > 0 ? ` (and ${suppressed} more from there in the last minute)` : '';
+    this.record(type, `${reason}, from ${remote}${more}`, { remote, reason, suppressed });
+  }
+
+  private record(type: EventType, message: string, data: Record<string, unknown>): void {
+    const stored = this.store.addEvent(isoTime(new Date()), type, message, data);
+    const event = toContractEvent(stored);
+    this.log.info({ event: type, ...data }, message);
+    this.control?.broadcast(event);
+    this.emit('event', event);
+  }
+
+  /** Stops everything the node runs, records it, and frees the home. Idempotent. */
+  async stop(options: { recordEvent?: boolean } = {}): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.links?.stop();
+    const server = this.peerServer;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of this.peerSockets) socket.destroy();
+      });
+    }
+    await this.heartbeat?.stop();
+    if (options.recordEvent ?? true) this.record('node.stopped', `node '${this.settings.name}' stopped`, {});
+    await this.control?.stop();
+    this.store.close();
+    this.lock.release();
+  }
+}
+
+function toContractEvent(stored: { id: number; at: string; type: string; message: string; data: Record<string, unknown> | null }): EventRecord {
+  return { ...(stored.data ?? {}), id: stored.id, at: stored.at, type: stored.type as EventType, message: stored.message };
+}
