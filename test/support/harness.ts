@@ -1,0 +1,206 @@
+/**
+ * Real `understudy` processes for integration tests: each node in its own temporary home,
+ * driven through the CLI and watched through its control socket.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { EventRecord, StatusReport } from '../../src-main/contract/control.js';
+import { ControlClient } from '../../src-main/engine/control/control-client.js';
+
+export const CliPath = fileURLToPath(new URL('../../src-main/cli/main.js', import.meta.url));
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CliPath, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function portFree(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+let nextPort = 20000 + (process.pid % 200) * 100;
+
+/** A port P such that P and P+1 are both free on host (a node uses both). */
+export async function freePortPair(host = '127.0.0.1'): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const port = nextPort;
+    nextPort += 2;
+    if (nextPort > 60000) nextPort = 20000;
+    if ((await portFree(port, host)) && (await portFree(port + 1, host))) return port;
+  }
+  throw new Error('no free port pair found');
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `understudy-${prefix}-`));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls until check returns a value other than undefined, or fails after timeoutMs. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+export class TestNode {
+  readonly home: string;
+  process: ChildProcess | null = null;
+  output = '';
+  private client: ControlClient | null = null;
+  readonly events: EventRecord[] = [];
+  private exited: Promise<number | null> | null = null;
+
+  private constructor(
+    readonly name: string,
+    readonly port: number,
+    readonly host = '127.0.0.1',
+  ) {
+    this.home = join(tempDir(name), 'home');
+  }
+
+  /** Creates (init) a node with its own home on a free port pair. */
+  static async create(name: string): Promise<TestNode> {
+    const node = new TestNode(name, await freePortPair());
+    const result = await node.cli('init', '--name', name, '--listen', node.address);
+    if (result.code !== 0) throw new Error(`init failed: ${result.stderr}`);
+    return node;
+  }
+
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  cli(...args: string[]): Promise<CliResult> {
+    return runCli([...args, '--home', this.home]);
+  }
+
+  /** Starts `understudy serve` and waits until its control socket answers. */
+  async serve(extraArgs: string[] = []): Promise<void> {
+    this.output = '';
+    const child = spawn(process.execPath, [CliPath, 'serve', '--home', this.home, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.process = child;
+    child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitFor(`${this.name} to serve`, async () => {
+      if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}: ${this.output}`);
+      return this.output.includes('serving on') ? true : undefined;
+    });
+    await this.watch();
+  }
+
+  /** Subscribes to the node's events; they collect in this.events. */
+  private async watch(): Promise<void> {
+    this.client?.close();
+    const client = await ControlClient.connect(this.home);
+    this.client = client;
+    client.onEvent((event) => this.events.push(event));
+    await client.call('events:subscribe', {});
+  }
+
+  async status(): Promise<StatusReport> {
+    const client = await ControlClient.connect(this.home);
+    try {
+      return await client.call('node:status', {});
+    } finally {
+      client.close();
+    }
+  }
+
+  async peerState(): Promise<string | undefined> {
+    return (await this.status()).peers[0]?.state;
+  }
+
+  /** Waits for an event seen after `since` (an index into this.events). */
+  waitForEvent(type: string, since = 0, timeoutMs = 10_000): Promise<EventRecord> {
+    return waitFor(`${this.name} to report ${type}`, () => this.events.slice(since).find((e) => e.type === type), timeoutMs, 5);
+  }
+
+  get pid(): number {
+    if (!this.process?.pid) throw new Error(`${this.name} is not running`);
+    return this.process.pid;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.process?.kill(signal);
+  }
+
+  /** Waits for the serve process to exit and returns its exit code. */
+  async waitExit(): Promise<number | null> {
+    const code = await this.exited;
+    this.process = null;
+    this.client?.close();
+    this.client = null;
+    return code;
+  }
+
+  /** SIGTERM and wait: a clean stop. */
+  async stop(): Promise<number | null> {
+    if (!this.process) return null;
+    this.signal('SIGTERM');
+    return this.waitExit();
+  }
+
+  async kill(): Promise<void> {
+    if (!this.process) return;
+    this.signal('SIGKILL');
+    await this.waitExit();
+  }
+
+  async destroy(): Promise<void> {
+    if (this.process) {
+      this.signal('SIGCONT');
+      this.signal('SIGKILL');
+      await this.waitExit();
+    }
+    this.client?.close();
+    rmSync(join(this.home, '..'), { recursive: true, force: true });
+  }
+}
+
+/** Pairs backup with primary via the CLI, returning the pair command's result. */
+export async function pairNodes(primary: TestNode, backup: TestNode): Promise<CliResult> {
+  const issued = await primary.cli('pair-code');
+  if (issued.code !== 0) throw new Error(`pair-code failed: ${issued.stderr}`);
+  const code = issued.stdout.trim().split('\n').at(-1)!;
+  return backup.cli('pair', '--peer', primary.address, '--code', code);
+}
+
+/** Runs a command (nft, ip...) and resolves with its output; rejects on failure. */
+export function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, (error, stdout, stderr) => (error ? reject(new Error(`${command} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout)));
+  });
+}
