@@ -83,7 +83,7 @@ export type EventType =
   | 'peer.suspect'
   | 'peer.down'
   | 'link.refused'
-  | 'link.error';
+  | 'node.error';
 
 export interface PairCodeResult {
   code: string;

@@ -112,7 +112,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       this.log.child({ sub: 'heartbeat' }),
     );
     this.heartbeat.on('peer', (report) => this.onBeatReport(report));
-    this.heartbeat.on('failed', (error) => this.emit('fatal', error));
+    this.heartbeat.on('failed', (error) => {
+      this.record('node.error', `heartbeats stopped: ${error.message}; the node shuts down rather than run blind`, { error: error.message });
+      this.emit('fatal', error);
+    });
     await this.heartbeat.start();
     this.heartbeat.setEpoch(this.epoch);
 

@@ -1,9 +1,9 @@
 /**
  * The local control endpoint: newline-delimited JSON requests and replies on a Unix socket
- * (or named pipe) that only the node's OS user can reach, or, under the system service,
- * members of the `understudy` group. Speaks the contract in contract/control.ts.
+ * (or named pipe) that only the node's OS user can reach, or, when UNDERSTUDY_CONTROL_GROUP
+ * names a group (the system service sets `understudy`), members of that group. Speaks the contract in contract/control.ts.
  */
-import { chmodSync, chownSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as v from 'valibot';
 import type { Logger } from 'pino';
@@ -14,8 +14,11 @@ import { controlPath, MaxControlLineBytes } from './endpoint.js';
 
 export type CommandHandler = (command: CommandName, params: unknown) => Promise<unknown>;
 
-/** The OS group whose members may control a node run as a system service. */
-export const ControlGroup = 'understudy';
+/**
+ * The environment variable naming the OS group whose members may control this node
+ * (set by the system service unit to `understudy`). Unset: only the node's own user may.
+ */
+export const ControlGroupVariable = 'UNDERSTUDY_CONTROL_GROUP';
 
 export class ControlServer {
   private server: Server | null = null;
@@ -24,7 +27,7 @@ export class ControlServer {
   private readonly path: string;
 
   constructor(
-    home: string,
+    private readonly home: string,
     private readonly handle: CommandHandler,
     private readonly log: Logger,
   ) {
@@ -63,12 +66,22 @@ export class ControlServer {
 
   private restrictAccess(): void {
     if (process.platform === 'win32') return;
-    const gid = process.getuid?.() === 0 ? groupId(ControlGroup) : null;
-    if (gid !== null) {
-      chownSync(this.path, 0, gid);
+    chmodSync(this.path, 0o600);
+    const group = process.env[ControlGroupVariable];
+    if (!group) return;
+    const gid = groupId(group);
+    if (gid === null) {
+      this.log.warn({ group }, 'control group does not exist; the control socket stays owner-only');
+      return;
+    }
+    try {
+      chownSync(this.path, process.getuid!(), gid);
       chmodSync(this.path, 0o660);
-    } else {
-      chmodSync(this.path, 0o600);
+      // Group members must be able to reach the socket inside the home (but not list it).
+      chmodSync(this.home, (statSync(this.home).mode & 0o777) | 0o010);
+      this.log.info({ group }, 'control socket open to group members');
+    } catch (error) {
+      this.log.warn({ group, err: error }, 'cannot give the control group access; the control socket stays owner-only');
     }
   }
 
