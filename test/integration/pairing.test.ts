@@ -4,9 +4,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { EventRecord, StatusReport } from '../../src-main/contract/control.js';
 import { pairNodes, TestNode, waitFor } from '../support/harness.js';
 
+const PairingCodePattern = /[A-Z2-7]{4}(-[A-Z2-7]{4}){7}/;
 const IsoUtc = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 async function statusJson(node: TestNode): Promise<StatusReport> {
@@ -92,7 +95,16 @@ describe('pairing two nodes on loopback', () => {
       // Oldest first.
       assert.deepEqual([...events].sort((x, y) => x.id - y.id), events);
       // The pairing code is a secret: it never reaches the event log.
-      assert.ok(!JSON.stringify(events).match(/[A-Z2-7]{4}(-[A-Z2-7]{4}){7}/), 'a pairing code appears in the events');
+      assert.ok(!JSON.stringify(events).match(PairingCodePattern), 'a pairing code appears in the events');
+    }
+  });
+
+  test('the log files never hold a pairing code', () => {
+    for (const node of [primary, backup]) {
+      const dir = join(node.home, 'logs');
+      const text = readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).join('');
+      assert.ok(text.includes('pair'), 'the log mentions the pairing');
+      assert.doesNotMatch(text, PairingCodePattern);
     }
   });
 
