@@ -1,6 +1,7 @@
 /** `understudy serve`: runs a node in the foreground until SIGINT or SIGTERM. */
 import { createLogger } from '../engine/log.js';
-import { checkHome } from '../engine/home.js';
+import { checkHome, HomeLock } from '../engine/home.js';
+import { loadIdentity } from '../engine/identity/identity.js';
 import { UnderstudyNode } from '../engine/node.js';
 
 export interface ServeOptions {
@@ -10,10 +11,20 @@ export interface ServeOptions {
 
 export async function serve(options: ServeOptions): Promise<number> {
   const home = checkHome(options.home);
-  const log = await createLogger({ home, terminal: true });
+  loadIdentity(home); // a home without a node gets its one-line error before anything else
+  // The lock comes before the log file, so a second serve on this home never writes to it.
+  const lock = HomeLock.acquire(home);
+  let log;
+  try {
+    log = await createLogger({ home, terminal: true });
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const node = await UnderstudyNode.start({
     home,
     log,
+    lock,
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
   });
   const status = node.status();

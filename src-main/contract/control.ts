@@ -102,6 +102,12 @@ export interface Commands {
   'events:list': { params: { afterId?: number; limit?: number }; result: EventRecord[] };
   /** Starts pushing events on this connection; returns the id of the newest event so far. */
   'events:subscribe': { params: Record<string, never>; result: { lastId: number } };
+  /**
+   * Development only (the node must run with UNDERSTUDY_DEV=1): keeps the node's main thread
+   * busy for `ms`, as a long synchronous SQLite call or hashing would, so tests can show
+   * that heartbeats do not depend on it.
+   */
+  'dev:block-main': { params: { ms: number }; result: { blockedMs: number } };
 }
 
 export type CommandName = keyof Commands;

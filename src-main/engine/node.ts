@@ -27,6 +27,8 @@ export interface NodeOptions {
   /** Heartbeat interval. @default 200 ms */
   heartbeatIntervalMs?: number;
   clock?: Clock;
+  /** The home's lock, when the caller took it already (serve takes it before opening the log). */
+  lock?: HomeLock;
 }
 
 interface PeerRuntime {
@@ -82,7 +84,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   static async start(options: NodeOptions): Promise<UnderstudyNode> {
     const home = checkHome(options.home);
     const identity = loadIdentity(home);
-    const lock = HomeLock.acquire(home);
+    const lock = options.lock ?? HomeLock.acquire(home);
     let store: Store | null = null;
     let node: UnderstudyNode | null = null;
     try {
@@ -193,6 +195,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       }
       case 'events:subscribe':
         return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
+      case 'dev:block-main':
+        return blockMainThread((params as { ms: number }).ms);
       default:
         return assertNever(command, 'command');
     }
@@ -390,6 +394,18 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.store.close();
     this.lock.release();
   }
+}
+
+/** Busy-waits the main thread, standing in for a long synchronous call. Development only. */
+function blockMainThread(ms: number): { blockedMs: number } {
+  if (process.env.UNDERSTUDY_DEV !== '1') {
+    throw new UnderstudyError('usage', "'dev:block-main' is a development command", { hint: 'start the node with UNDERSTUDY_DEV=1 to use it' });
+  }
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    // Spin: a synchronous stall is the point.
+  }
+  return { blockedMs: Math.round(performance.now() - start) };
 }
 
 function toContractEvent(stored: { id: number; at: string; type: string; message: string; data: Record<string, unknown> | null }): EventRecord {

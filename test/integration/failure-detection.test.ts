@@ -108,3 +108,36 @@ describe('failure detection', () => {
     assert.equal(status.peers.length, 1);
   });
 });
+
+describe('heartbeats run off the main thread', () => {
+  let primary: TestNode;
+  let backup: TestNode;
+
+  before(async () => {
+    [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
+    // UNDERSTUDY_DEV=1 enables the development command that stalls a node's main thread.
+    await Promise.all([primary.serve([], { UNDERSTUDY_DEV: '1' }), backup.serve()]);
+    const paired = await pairNodes(primary, backup);
+    assert.equal(paired.code, 0, paired.stderr);
+    await Promise.all([waitUp(primary), waitUp(backup)]);
+  });
+  after(async () => {
+    await Promise.all([primary?.destroy(), backup?.destroy()]);
+  });
+
+  test('a 3 s stall of the primary main thread (as a long SQLite call would be) is not a missed beat', async () => {
+    const marks = [primary.events.length, backup.events.length];
+    const { blockedMs } = await primary.call('dev:block-main', { ms: 3000 });
+    assert.ok(blockedMs >= 3000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const unwanted = (events: EventRecord[]) => events.filter((e) => e.type === 'peer.down' || e.type === 'peer.suspect').map((e) => e.message);
+    assert.deepEqual(unwanted(backup.events.slice(marks[1])), [], 'the backup kept seeing the primary up');
+    assert.deepEqual(unwanted(primary.events.slice(marks[0])), [], 'the primary kept seeing the backup up');
+    assert.equal(await backup.peerState(), 'up');
+    assert.equal(await primary.peerState(), 'up');
+  });
+
+  test('the development stall is refused on a node not started in development mode', async () => {
+    await assert.rejects(backup.call('dev:block-main', { ms: 10 }), /development command/);
+  });
+});

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EventRecord, StatusReport } from '../../src-main/contract/control.js';
+import type { CommandName, CommandParams, CommandResult, EventRecord, StatusReport } from '../../src-main/contract/control.js';
 import { ControlClient } from '../../src-main/engine/control/control-client.js';
 
 export const CliPath = fileURLToPath(new URL('../../src-main/cli/main.js', import.meta.url));
@@ -107,9 +107,12 @@ export class TestNode {
   }
 
   /** Starts `understudy serve` and waits until its control socket answers. */
-  async serve(extraArgs: string[] = []): Promise<void> {
+  async serve(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<void> {
     this.output = '';
-    const child = spawn(process.execPath, [CliPath, 'serve', '--home', this.home, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CliPath, 'serve', '--home', this.home, ...extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     this.process = child;
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
@@ -134,6 +137,16 @@ export class TestNode {
     const client = await ControlClient.connect(this.home);
     try {
       return await client.call('node:status', {});
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Sends one control command to the running node. */
+  async call<C extends CommandName>(command: C, params: CommandParams<C>): Promise<CommandResult<C>> {
+    const client = await ControlClient.connect(this.home);
+    try {
+      return await client.call(command, params);
     } finally {
       client.close();
     }

@@ -16,6 +16,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
     {},
   ),
   'events:subscribe': Empty,
+  'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 
 export function isCommandName(value: unknown): value is CommandName {
