@@ -8,6 +8,21 @@ import { UnderstudyError } from './errors.js';
 
 export const LockFile = 'understudy.lock';
 
+const ErrnoWords: Record<string, string> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on the disk',
+  ENOTDIR: 'a part of the path is not a directory',
+};
+
+/** A file-system failure in words, with its code for searching: "read-only file system (EROFS)". */
+export function explainFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (!code) return (error as Error).message;
+  return ErrnoWords[code] ? `${ErrnoWords[code]} (${code})` : code;
+}
+
 /**
  * Makes sure `home` is a writable directory. With create, a missing home is created
  * (its parent must exist: a mistyped path should not grow a tree of folders).
@@ -28,7 +43,7 @@ export function checkHome(home: string, options: { create?: boolean } = {}): str
     try {
       mkdirSync(dir, { mode: 0o700 });
     } catch (error) {
-      throw new UnderstudyError('home-not-writable', `cannot create ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+      throw new UnderstudyError('home-not-writable', `cannot create ${dir}: ${explainFsError(error)}`, {
         hint: 'choose a --home in a directory you can write to',
         cause: error,
       });
@@ -43,7 +58,7 @@ export function checkHome(home: string, options: { create?: boolean } = {}): str
     closeSync(openSync(probe, 'w'));
     rmSync(probe);
   } catch (error) {
-    throw new UnderstudyError('home-not-writable', `the home directory ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
+    throw new UnderstudyError('home-not-writable', `the home directory ${dir} is not writable: ${explainFsError(error)}`, {
       hint: 'fix its permissions, or choose another --home',
       cause: error,
     });

@@ -139,9 +139,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
   private listenPeerPort(host: string, port: number): Promise<Server> {
     const server = createServer(serverTlsOptions(this.identity, [Alpn.link, Alpn.pair]), (socket) => this.onPeerConnection(socket));
-    server.on('tlsClientError', (error, socket) =>
-      this.log.debug({ remote: socket.remoteAddress, error: error.message }, 'TLS handshake refused'),
-    );
+    server.on('tlsClientError', (error, socket) => {
+      this.log.debug({ remote: socket.remoteAddress, error: error.message }, 'TLS handshake refused');
+      // Node reports a handshake timeout here but leaves the socket open: drop it ourselves.
+      socket.destroy();
+    });
     return new Promise((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(host, port, error.code ?? '', error.message, 'peer')));
       server.listen(port, host, () => resolve(server));

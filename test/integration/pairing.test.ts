@@ -118,10 +118,13 @@ describe('pairing two nodes on loopback', () => {
       await restarted.serve();
       await waitFor(`${other.name} to see ${restarted.name} up again`, async () => ((await other.peerState()) === 'up' ? true : undefined), 5000);
       await waitFor(`${restarted.name} to see ${other.name} up again`, async () => ((await restarted.peerState()) === 'up' ? true : undefined), 5000);
-      const status = await statusJson(restarted);
+      // The data link follows the heartbeats by a moment: wait for it rather than sample it once.
+      const status = await waitFor('the data link to reconnect', async () => {
+        const report = await statusJson(restarted);
+        return report.peers[0]?.link === 'connected' ? report : undefined;
+      }, 5000);
       assert.equal(status.node.role, side);
       assert.equal(status.node.epoch, 1);
-      assert.equal(status.peers[0]?.link, 'connected');
     });
   }
 });

@@ -206,7 +206,11 @@ function acceptConnection(socket: TLSSocket): void {
 }
 
 const server: Server = createServer(serverTlsOptions(identity, [Alpn.beat]), acceptConnection);
-server.on('tlsClientError', (error) => log('debug', 'heartbeat TLS handshake failed', { error: error.message }));
+server.on('tlsClientError', (error, socket) => {
+  log('debug', 'heartbeat TLS handshake failed', { error: error.message });
+  // Node reports a handshake timeout here but leaves the socket open: drop it ourselves.
+  socket.destroy();
+});
 server.on('error', (error: NodeJS.ErrnoException) => {
   post({ type: 'listen-error', code: error.code ?? 'unknown', message: error.message });
 });
