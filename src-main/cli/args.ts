@@ -16,9 +16,9 @@ export const CommonOptions = {
   json: { type: 'boolean', default: false },
 } as const satisfies Options;
 
-export function parse<O extends NonNullable<Options>>(command: string, argv: string[], options: O) {
+export function parse<O extends NonNullable<Options>>(command: string, argv: string[], options: O, positionals = false) {
   try {
-    return parseArgs({ args: argv, options: { ...CommonOptions, ...options }, allowPositionals: false, strict: true });
+    return parseArgs({ args: argv, options: { ...CommonOptions, ...options }, allowPositionals: positionals, strict: true });
   } catch (error) {
     throw new UsageError(`${command}: ${(error as Error).message.replace(/\. To specify.*$/s, '')}`);
   }

@@ -18,6 +18,11 @@ export function formatStatus(status: StatusReport): string {
     lines.push(`Peer     ${peer.name} (${peer.role}) at ${peer.address}: ${PeerStateLabels[peer.state]}${rtt}${seen}`);
     lines.push(`         id ${peer.id}, data link ${peer.link}`);
   }
+  for (const object of status.objects) {
+    const progress = object.progress ? `, ${object.progress.filesDone}/${object.progress.files} files` : '';
+    lines.push(`Object   ${object.id} ${object.kind} ${object.source} -> ${object.target}: ${object.state}, lag ${object.lagMs} ms, ${object.pending} pending${progress}`);
+    if (object.error) lines.push(`         error: ${object.error}`);
+  }
   return lines.join('\n');
 }
 

@@ -12,6 +12,7 @@ import { DefaultListenHost, DefaultListenPort, initNode } from '../engine/init.j
 import { parseAddress } from '../engine/link/tls.js';
 import { Store } from '../engine/store/store.js';
 import { Version } from '../version.js';
+import { resolve } from 'node:path';
 import { homeFrom, parse, parseMs, requireOption, UsageError } from './args.js';
 import { formatEvents, formatStatus } from './format.js';
 import { serve } from './serve.js';
@@ -25,6 +26,9 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   serve [--heartbeat-interval MS]         run the node in the foreground until SIGINT/SIGTERM
   pair-code                               print a one-time pairing code (on the primary)
   pair --peer HOST:PORT --code CODE       pair this node as the backup of that primary
+  protect folder SRC [--to DEST] [--exclude GLOB]...
+                                          protect a folder (on the primary); prints its id
+  unprotect ID                            stop protecting it (the backup's copy stays)
   status [--json]                         this node, its peers and protected objects
   events [--json] [--limit N]             the event log, oldest first
   --version                               print the version
@@ -57,6 +61,10 @@ async function main(argv: string[]): Promise<number> {
       return pair(rest);
     case 'status':
       return status(rest);
+    case 'protect':
+      return protect(rest);
+    case 'unprotect':
+      return unprotect(rest);
     case 'events':
       return events(rest);
     default:
@@ -107,6 +115,33 @@ async function pair(argv: string[]): Promise<number> {
   const result = await call(home, 'pair:join', { peer, code });
   if (values.json) console.log(JSON.stringify(result));
   else console.log(`Paired with '${result.peer.name}' at ${result.peer.address}; this node is its backup.`);
+  return 0;
+}
+
+async function protect(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('protect', argv, { to: { type: 'string' }, exclude: { type: 'string', multiple: true } }, true);
+  const [kind, source, ...extra] = positionals;
+  if (kind !== 'folder') throw new UsageError(`protect: what to protect? 'protect folder SRC' (got '${kind ?? ''}')`);
+  if (!source || extra.length > 0) throw new UsageError('protect folder: give exactly one SRC folder');
+  const result = await call(homeFrom(values), 'object:protect', {
+    kind: 'folder',
+    source: resolve(source),
+    ...(values.to ? { target: resolve(values.to) } : {}),
+    excludes: values.exclude ?? [],
+  });
+  if (values.json) console.log(JSON.stringify(result));
+  else {
+    console.log(`Protecting ${result.source} -> ${result.target} on the backup (${result.state}).`);
+    console.log(result.id);
+  }
+  return 0;
+}
+
+async function unprotect(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('unprotect', argv, {}, true);
+  if (positionals.length !== 1) throw new UsageError('unprotect: give exactly one object id');
+  const result = await call(homeFrom(values), 'object:unprotect', { id: positionals[0]! });
+  console.log(values.json ? JSON.stringify(result) : `Stopped protecting ${result.id}; the backup's copy is left in place.`);
   return 0;
 }
 

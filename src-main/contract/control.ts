@@ -56,11 +56,41 @@ export interface PeerStatus {
   pairedAt: string;
 }
 
+export type ObjectState = 'initial-sync' | 'in-sync' | 'catching-up' | 'paused' | 'error';
+
+export interface InitialSyncProgress {
+  files: number;
+  filesDone: number;
+  bytes: number;
+  bytesDone: number;
+  /** Estimated time left, or null before there is a rate to go by. */
+  etaMs: number | null;
+}
+
+export interface ObjectStatus {
+  id: string;
+  kind: 'folder';
+  /** Its path on the node that is primary now. */
+  source: string;
+  /** Its path on the backup now. */
+  target: string;
+  state: ObjectState;
+  /** Age of the oldest change not yet applied on the backup; 0 in sync. On the backup: the last value the primary reported. */
+  lagMs: number;
+  /** Changes not yet applied on the backup. */
+  pending: number;
+  /** What is wrong, when state is error. */
+  error: string | null;
+  /** Initial sync progress on the primary; null once done (and on the backup). */
+  progress: InitialSyncProgress | null;
+  /** Paths left out and reported (live SQLite databases, names that are not UTF-8, unreadable files). */
+  skipped: number;
+}
+
 export interface StatusReport {
   node: NodeInfo;
   peers: PeerStatus[];
-  /** Protected objects; filled by the replication issues. */
-  objects: unknown[];
+  objects: ObjectStatus[];
 }
 
 export interface EventRecord {
@@ -83,7 +113,16 @@ export type EventType =
   | 'peer.suspect'
   | 'peer.down'
   | 'link.refused'
-  | 'node.error';
+  | 'node.error'
+  | 'folder.protected'
+  | 'folder.unprotected'
+  | 'folder.replicating'
+  | 'folder.in-sync'
+  | 'folder.error'
+  | 'folder.recovered'
+  | 'folder.skipped'
+  | 'folder.unsettled'
+  | 'folder.refused-path';
 
 export interface PairCodeResult {
   code: string;
@@ -102,6 +141,10 @@ export interface Commands {
   'events:list': { params: { afterId?: number; limit?: number }; result: EventRecord[] };
   /** Starts pushing events on this connection; returns the id of the newest event so far. */
   'events:subscribe': { params: Record<string, never>; result: { lastId: number } };
+  /** Protects a folder (on the primary); waits until it is recorded and its first scan ran. */
+  'object:protect': { params: { kind: 'folder'; source: string; target?: string; excludes?: string[] }; result: ObjectStatus };
+  /** Stops protecting an object; the backup's copy stays in place. */
+  'object:unprotect': { params: { id: string }; result: { id: string } };
   /**
    * Development only (the node must run with UNDERSTUDY_DEV=1): keeps the node's main thread
    * busy for `ms`, as a long synchronous SQLite call or hashing would, so tests can show

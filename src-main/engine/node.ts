@@ -20,6 +20,7 @@ import { PairingCodeBook } from './identity/pairing-code.js';
 import { dialsPeer, PeerLinks, type Hello } from './link/peer-link.js';
 import { Alpn, formatAddress, parseAddress, serverTlsOptions } from './link/tls.js';
 import { Store, type PeerRecord } from './store/store.js';
+import { ProtectedObjects } from './objects/objects.js';
 
 export interface NodeOptions {
   home: string;
@@ -59,6 +60,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private heartbeat: Heartbeat | null = null;
   private control: ControlServer | null = null;
   private links: PeerLinks | null = null;
+  private objects: ProtectedObjects | null = null;
   private stopping = false;
   private readonly peerSockets = new Set<TLSSocket>();
 
@@ -123,7 +125,38 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
     this.links = new PeerLinks(this.identity, () => this.hello(), this.log.child({ sub: 'link' }));
     this.links.on('connected', (peerId, hello) => this.onLinkConnected(peerId, hello));
-    this.links.on('disconnected', (peerId, reason) => this.log.info({ peer: peerId, reason }, 'data link disconnected'));
+    this.links.on('disconnected', (peerId, reason) => {
+      this.log.info({ peer: peerId, reason }, 'data link disconnected');
+      this.objects?.linkChanged(false);
+    });
+    this.links.on('message', (_peerId, message, body) => this.objects?.onMessage(message, body));
+
+    const links = this.links;
+    this.objects = new ProtectedObjects({
+      home: this.home,
+      db: this.store.database,
+      log: this.log.child({ sub: 'objects' }),
+      event: (type, message, data) => this.record(type as EventType, message, data),
+      peer: {
+        send: (message, body) => {
+          const peer = this.pairedPeer();
+          return peer ? links.send(peer.id, message, body) : false;
+        },
+        drained: () => {
+          const peer = this.pairedPeer();
+          return peer ? links.drained(peer.id) : Promise.resolve();
+        },
+        connected: () => {
+          const peer = this.pairedPeer();
+          return peer ? links.isConnected(peer.id) : false;
+        },
+        epoch: () => this.epoch,
+      },
+      source: {
+        ...(process.env.UNDERSTUDY_RESCAN_MS ? { rescanMs: Number(process.env.UNDERSTUDY_RESCAN_MS) } : {}),
+      },
+    });
+    await this.objects.start();
     this.links.on('refused', (reason, details) => this.noteRefusal('link.refused', reason, details.remote));
 
     this.control = new ControlServer(this.home, (command, params) => this.command(command, params), this.log.child({ sub: 'control' }));
@@ -197,6 +230,15 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       }
       case 'events:subscribe':
         return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
+      case 'object:protect': {
+        const { source, target, excludes } = params as { source: string; target?: string; excludes: string[] };
+        return this.objects!.protectFolder(this.role, source, target, excludes);
+      }
+      case 'object:unprotect': {
+        const { id } = params as { id: string };
+        await this.objects!.unprotect(id);
+        return { id };
+      }
       case 'dev:block-main':
         return blockMainThread((params as { ms: number }).ms);
       default:
@@ -218,7 +260,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         startedAt: isoTime(this.startedAt),
       },
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
-      objects: [],
+      objects: this.objects?.status() ?? [],
     };
   }
 
@@ -327,6 +369,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private onLinkConnected(peerId: string, hello: Hello): void {
     this.log.info({ peer: peerId, role: hello.role, epoch: hello.epoch }, 'data link connected');
     this.store.updatePeerSeen(peerId, { name: hello.name, role: hello.role });
+    this.objects?.linkChanged(true);
   }
 
   private hello(): Hello {
@@ -391,6 +434,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       });
     }
     await this.heartbeat?.stop();
+    await this.objects?.stop();
     if (options.recordEvent ?? true) this.record('node.stopped', `node '${this.settings.name}' stopped`, {});
     await this.control?.stop();
     this.store.close();

@@ -16,6 +16,13 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
     {},
   ),
   'events:subscribe': Empty,
+  'object:protect': v.object({
+    kind: v.literal('folder'),
+    source: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)),
+    target: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))),
+    excludes: v.optional(v.array(v.pipe(v.string(), v.maxLength(1000))), []),
+  }),
+  'object:unprotect': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 

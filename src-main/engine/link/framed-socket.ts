@@ -11,7 +11,10 @@ import { parseMessage } from './messages.js';
 export interface FramedSocketOptions<T> {
   schema: v.GenericSchema<unknown, T>;
   maxFrameBytes: number;
-  onMessage: (message: T) => void;
+  /** Message types that may carry a binary body. @default none */
+  bodyTypes?: ReadonlySet<string>;
+  /** Called with each valid message and its body (empty for most). */
+  onMessage: (message: T, body: Buffer) => void;
   /** Called exactly once when the connection ends; reason is null for a clean close. */
   onClose: (reason: string | null) => void;
 }
@@ -40,9 +43,10 @@ export class FramedSocket<T> {
     return this.closedReason !== undefined;
   }
 
-  send(message: unknown): boolean {
+  /** Queues a message; returns false when the socket's buffer is full (wait for 'drain'). */
+  send(message: unknown, body?: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return false;
-    return this.socket.write(encodeFrame(message));
+    return this.socket.write(encodeFrame(message, body));
   }
 
   /** Closes the connection and reports reason (once). */
@@ -63,13 +67,13 @@ export class FramedSocket<T> {
     }
     for (const frame of frames) {
       if (this.closed) return;
-      const parsed = parseMessage(this.options.schema, frame.header, frame.body);
+      const parsed = parseMessage(this.options.schema, frame.header, frame.body, this.options.bodyTypes);
       if (!parsed.ok) {
         this.close(`bad message: ${parsed.reason}`);
         return;
       }
       try {
-        this.options.onMessage(parsed.message);
+        this.options.onMessage(parsed.message, frame.body);
       } catch (error) {
         // A handler bug must cost this connection, never the whole node.
         this.close(`internal error while handling ${describe(parsed.message)}: ${String(error)}`);

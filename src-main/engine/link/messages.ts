@@ -59,6 +59,32 @@ export type PairMessage = v.InferOutput<typeof PairMessageSchema>;
  */
 export const ReplicationEnvelopeSchema = v.object({ epoch: EpochSchema, position: JournalPositionSchema });
 
+const ObjectIdSchema = v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/));
+/** A path inside a protected folder as it travels: relative, '/'-separated (checked again where applied). */
+const RelativePathSchema = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
+const IntSchema = v.pipe(v.number(), v.integer());
+const HashSchema = v.nullable(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)));
+
+export const FolderEntrySchema = v.object({
+  path: RelativePathSchema,
+  type: v.picklist(['file', 'dir', 'symlink']),
+  deleted: v.boolean(),
+  size: v.pipe(IntSchema, v.minValue(0)),
+  mode: v.pipe(IntSchema, v.minValue(0), v.maxValue(0o7777)),
+  mtimeMs: v.pipe(v.number(), v.finite()),
+  uid: v.pipe(IntSchema, v.minValue(0)),
+  gid: v.pipe(IntSchema, v.minValue(0)),
+  ino: v.pipe(v.number(), v.minValue(0)),
+  linkTarget: v.nullable(v.pipe(v.string(), v.maxLength(4096))),
+  hash: HashSchema,
+  renamedFrom: v.nullable(RelativePathSchema),
+  seq: v.pipe(IntSchema, v.minValue(1)),
+  changedAt: v.pipe(v.number(), v.finite()),
+});
+
+/** Largest number of entries in one folder.changes message. */
+export const MaxEntriesPerMessage = 500;
+
 export const LinkMessageSchema = v.variant('t', [
   v.object({
     t: v.literal('hello'),
@@ -68,7 +94,64 @@ export const LinkMessageSchema = v.variant('t', [
     epoch: EpochSchema,
     position: JournalPositionSchema,
   }),
+  // primary -> backup: an object to replicate into target (or, with removed, to stop replicating)
+  v.object({
+    t: v.literal('folder.object'),
+    epoch: EpochSchema,
+    position: JournalPositionSchema,
+    objectId: ObjectIdSchema,
+    source: v.pipe(v.string(), v.maxLength(4096)),
+    target: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)),
+    removed: v.boolean(),
+  }),
+  // backup -> primary: send me the changes after position.seq
+  v.object({ t: v.literal('folder.want'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
+  // primary -> backup: changes in seq order; position.seq is the last one's seq
+  v.object({
+    t: v.literal('folder.changes'),
+    epoch: EpochSchema,
+    position: JournalPositionSchema,
+    objectId: ObjectIdSchema,
+    entries: v.pipe(v.array(FolderEntrySchema), v.maxLength(MaxEntriesPerMessage)),
+  }),
+  // backup -> primary: send the blocks of path that differ from these (body: the backup's block hashes)
+  v.object({
+    t: v.literal('folder.fetch'),
+    epoch: EpochSchema,
+    position: JournalPositionSchema,
+    objectId: ObjectIdSchema,
+    reqId: v.pipe(IntSchema, v.minValue(1)),
+    path: RelativePathSchema,
+    blockSize: v.pipe(IntSchema, v.minValue(1024), v.maxValue(1024 * 1024)),
+  }),
+  // primary -> backup: block `index` of a fetch (body: its bytes)
+  v.object({ t: v.literal('folder.block'), epoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(1)), index: v.pipe(IntSchema, v.minValue(0)) }),
+  // primary -> backup: the end of a fetch: the file as read stable, or why not
+  v.object({
+    t: v.literal('folder.fetched'),
+    epoch: EpochSchema,
+    reqId: v.pipe(IntSchema, v.minValue(1)),
+    ok: v.boolean(),
+    size: v.pipe(IntSchema, v.minValue(0)),
+    hash: HashSchema,
+    mtimeMs: v.pipe(v.number(), v.finite()),
+    reason: v.nullable(v.pipe(v.string(), v.maxLength(500))),
+  }),
+  // backup -> primary: everything up to position.seq is durably applied
+  v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
+  // primary -> backup: how far behind the backup is, as the primary measures it
+  v.object({
+    t: v.literal('folder.progress'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    state: v.picklist(['initial-sync', 'in-sync', 'catching-up', 'paused', 'error']),
+    lagMs: v.pipe(IntSchema, v.minValue(0)),
+    pending: v.pipe(IntSchema, v.minValue(0)),
+  }),
 ]);
+
+/** The link messages that carry a binary body. */
+export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block']);
 export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 
 // --- heartbeat channel (ALPN understudy-hb/1, its own port) -----------------------------
@@ -89,11 +172,12 @@ export const MaxFrameBytes = {
 
 export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: string };
 
-/** Validates a decoded frame header against a channel's schema. Messages here carry no body. */
+/** Validates a decoded frame header against a channel's schema; only the named types may carry a body. */
 export function parseMessage<T>(
   schema: v.GenericSchema<unknown, T>,
   header: unknown,
   body: Buffer,
+  bodyTypes: ReadonlySet<string> = new Set(),
 ): ParseResult<T> {
   const result = v.safeParse(schema, header);
   if (!result.success) {
@@ -101,6 +185,8 @@ export function parseMessage<T>(
     const path = issue.path?.map((p) => String(p.key)).join('.') ?? '';
     return { ok: false, reason: `invalid message${path ? ` at ${path}` : ''}: ${issue.message}` };
   }
-  if (body.length > 0) return { ok: false, reason: 'unexpected body on a message that takes none' };
+  if (body.length > 0 && !bodyTypes.has((result.output as { t: string }).t)) {
+    return { ok: false, reason: 'unexpected body on a message that takes none' };
+  }
   return { ok: true, message: result.output };
 }

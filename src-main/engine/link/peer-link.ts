@@ -10,7 +10,7 @@ import type { Identity } from '../identity/identity.js';
 import { nodeIdFromKeyHash } from '../identity/identity.js';
 import type { PeerRecord } from '../store/store.js';
 import { FramedSocket } from './framed-socket.js';
-import { LinkMessageSchema, MaxFrameBytes, type LinkMessage } from './messages.js';
+import { LinkBodyMessages, LinkMessageSchema, MaxFrameBytes, type LinkMessage } from './messages.js';
 import { Alpn, clientTlsOptions, formatAddress, peerKeyHash } from './tls.js';
 
 const BackoffMinMs = 200;
@@ -22,6 +22,8 @@ export type Hello = Extract<LinkMessage, { t: 'hello' }>;
 export interface PeerLinksEvents {
   connected: [peerId: string, hello: Hello];
   disconnected: [peerId: string, reason: string];
+  /** A replication message from a connected peer. */
+  message: [peerId: string, message: Exclude<LinkMessage, Hello>, body: Buffer];
   /** A connection was refused or dropped for a protocol fault (bad frame, unpinned key...). */
   refused: [reason: string, details: { remote: string; peer: string | null }];
 }
@@ -71,6 +73,32 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
 
   isConnected(peerId: string): boolean {
     return Boolean(this.links.get(peerId)?.active);
+  }
+
+  /**
+   * Sends a message on the peer's data link. Returns false when the link is down (the
+   * message is dropped: replication resumes from acknowledged positions on reconnect).
+   */
+  send(peerId: string, message: Exclude<LinkMessage, Hello>, body?: Buffer): boolean {
+    const conn = this.links.get(peerId)?.active;
+    if (!conn) return false;
+    conn.send(message, body);
+    return true;
+  }
+
+  /** Resolves when the peer's link can take more data (or at once if it is not backed up or down). */
+  drained(peerId: string): Promise<void> {
+    const socket = this.links.get(peerId)?.active?.socket;
+    if (!socket || !socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        socket.off('drain', done);
+        socket.off('close', done);
+        resolve();
+      };
+      socket.on('drain', done);
+      socket.on('close', done);
+    });
   }
 
   /** Dial now rather than at the end of the backoff, e.g. when heartbeats say the peer is back. */
@@ -133,7 +161,13 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
     const conn: FramedSocket<LinkMessage> = new FramedSocket(socket, {
       schema: LinkMessageSchema,
       maxFrameBytes: MaxFrameBytes.link,
-      onMessage: (message) => {
+      bodyTypes: LinkBodyMessages,
+      onMessage: (message, body) => {
+        if (message.t !== 'hello') {
+          if (!greeted) return conn.close(`expected hello, got ${message.t}`);
+          if (link.active === conn) this.emit('message', link.peer.id, message, body);
+          return;
+        }
         switch (message.t) {
           case 'hello': {
             if (greeted) return conn.close('a second hello on one connection');

@@ -27,4 +27,40 @@ export const Migrations: readonly string[] = [
     data     TEXT
   );
   `,
+  // 2: protected objects and the folder index (the journal: one row per path, newest seq wins)
+  `
+  CREATE TABLE objects (
+    id            TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    side          TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    target        TEXT NOT NULL,
+    excludes      TEXT NOT NULL DEFAULT '[]',
+    created_at    TEXT NOT NULL,
+    last_seq      INTEGER NOT NULL DEFAULT 0,
+    acked_seq     INTEGER NOT NULL DEFAULT 0,
+    initial_seq   INTEGER,
+    initial_done  INTEGER NOT NULL DEFAULT 0,
+    reported      TEXT
+  );
+  CREATE TABLE folder_entries (
+    object_id     TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    deleted       INTEGER NOT NULL,
+    size          INTEGER NOT NULL,
+    mode          INTEGER NOT NULL,
+    mtime_ms      REAL NOT NULL,
+    uid           INTEGER NOT NULL,
+    gid           INTEGER NOT NULL,
+    ino           INTEGER NOT NULL,
+    link_target   TEXT,
+    hash          TEXT,
+    renamed_from  TEXT,
+    seq           INTEGER NOT NULL,
+    changed_at    INTEGER NOT NULL,
+    PRIMARY KEY (object_id, path)
+  );
+  CREATE INDEX folder_entries_by_seq ON folder_entries(object_id, seq);
+  `,
 ];

@@ -83,6 +83,11 @@ export class Store {
     this.db.close();
   }
 
+  /** The connection, for the stores of subsystems that keep their own tables in this database. */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   getSetting<T>(key: string): T | undefined {
     const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
     return row ? (JSON.parse(row.value) as T) : undefined;

@@ -1,0 +1,127 @@
+/**
+ * Builds a new version of one file on the backup in a temp file beside it: blocks that the
+ * primary sends are written, the others are copied from the backup's current version, in
+ * order, hashing as it goes. The result is accepted only when its SHA-256 equals the hash of
+ * the primary's stable read, so a torn mix of two versions is never installed.
+ */
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { closeSync, fchmodSync, fchownSync, fsyncSync, ftruncateSync, futimesSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { TempPrefix } from './scanner.js';
+
+export interface Assembled {
+  temp: string;
+  hash: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export class AssemblyError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'AssemblyError';
+  }
+}
+
+export class Assembly {
+  readonly temp: string;
+  private readonly fd: number;
+  private next = 0;
+  private written = 0;
+  private readonly hash: Hash = createHash('sha256');
+  private done = false;
+  private readonly scratch: Buffer;
+  readonly promise: Promise<Assembled>;
+  private resolve!: (value: Assembled) => void;
+  private reject!: (error: Error) => void;
+
+  /**
+   * @param target the file being replaced (its blocks are reused)
+   * @param localFd an open descriptor of the current version, or null when there is none
+   */
+  constructor(
+    target: string,
+    private readonly localFd: number | null,
+    private readonly blockSize: number,
+    private readonly meta: { mode: number; uid: number; gid: number },
+  ) {
+    this.temp = join(dirname(target), `${TempPrefix}${basename(target).slice(0, 40)}-${randomBytes(4).toString('hex')}`);
+    this.fd = openSync(this.temp, 'wx', 0o600);
+    this.scratch = Buffer.allocUnsafe(blockSize);
+    this.promise = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // The caller awaits later; an early failure must not surface as an unhandled rejection.
+    this.promise.catch(() => undefined);
+  }
+
+  /** Block `index` arrived from the primary (they arrive in ascending order). */
+  block(index: number, data: Buffer): void {
+    if (this.done) return;
+    try {
+      if (index < this.next) throw new AssemblyError('blocks out of order');
+      this.copyLocal(index);
+      this.write(data);
+      this.next = index + 1;
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** The primary finished: the file is `size` bytes with SHA-256 `hash`. */
+  finish(result: { ok: boolean; size: number; hash: string | null; mtimeMs: number; reason: string | null }): void {
+    if (this.done) return;
+    try {
+      if (!result.ok || !result.hash) throw new AssemblyError(result.reason ?? 'refused');
+      this.copyLocal(Math.ceil(result.size / this.blockSize));
+      ftruncateSync(this.fd, result.size);
+      if (this.written !== result.size) throw new AssemblyError(`assembled ${this.written} bytes, expected ${result.size}`);
+      const hash = this.hash.digest('hex');
+      if (hash !== result.hash) throw new AssemblyError('mismatch');
+      fchmodSync(this.fd, this.meta.mode);
+      if (process.getuid?.() === 0) fchownSync(this.fd, this.meta.uid, this.meta.gid);
+      futimesSync(this.fd, result.mtimeMs / 1000, result.mtimeMs / 1000);
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+      this.done = true;
+      this.resolve({ temp: this.temp, hash, size: result.size, mtimeMs: result.mtimeMs });
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Gives up (link lost, error): the temp file is removed. */
+  fail(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    try {
+      unlinkSync(this.temp);
+    } catch {
+      // never created or already gone
+    }
+    this.reject(error instanceof Error ? error : new AssemblyError(String(error)));
+  }
+
+  /** Copies the backup's own blocks [next, upTo) into place: the primary said they match. */
+  private copyLocal(upTo: number): void {
+    for (; this.next < upTo; this.next++) {
+      if (this.localFd === null) throw new AssemblyError('a block was neither sent nor available locally');
+      const read = readSync(this.localFd, this.scratch, 0, this.blockSize, this.next * this.blockSize);
+      if (read === 0) throw new AssemblyError('the local version is shorter than its hashes said');
+      this.write(this.scratch.subarray(0, read));
+    }
+  }
+
+  private write(data: Buffer): void {
+    let at = 0;
+    while (at < data.length) at += writeSync(this.fd, data, at, data.length - at, this.written + at);
+    this.hash.update(data);
+    this.written += data.length;
+  }
+}

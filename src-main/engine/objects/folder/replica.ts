@@ -1,0 +1,358 @@
+/**
+ * The backup's side of a protected folder: applies the primary's changes strictly in seq
+ * order (fetching file contents ahead, concurrently, into temp files), atomically (temp file,
+ * fsync, rename, fsync of the directory), never outside DEST and never through a symlink,
+ * keeping every deleted or overwritten version; then records and acknowledges what it applied.
+ */
+import { closeSync, openSync, fsyncSync } from 'node:fs';
+import { chmod, chown, lchown, lstat, mkdir, readdir, rename, symlink, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
+import { Assembly, AssemblyError, type Assembled } from './assembly.js';
+import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
+import type { Hasher } from './hasher.js';
+import { ensureParents, resolveInside, UnsafePathError } from './paths.js';
+import { TempPrefix } from './scanner.js';
+import type { VersionsArea } from './versions.js';
+
+/** Block size for deltas: small enough that a 4 KiB edit costs little. */
+export const BlockSize = 16 * 1024;
+/** File contents fetched ahead of the entry being applied. */
+const FetchAhead = 16;
+/** Entries applied before their seq is recorded and acknowledged. */
+const BatchEntries = 256;
+const UnstableRetries = 30;
+/** Fetch ids are unique across all replicas of the node: block messages carry no object id. */
+let nextReqId = 1;
+
+type Prepared = { kind: 'ready'; assembled: Assembled; localHash: string | null } | { kind: 'skip'; reason: string };
+
+export class FolderReplica {
+  private queue: FolderEntry[] = [];
+  private receivedSeq: number;
+  private running = false;
+  private readonly fetches = new Map<number, Assembly>();
+  private reported: { state: ObjectState; lagMs: number; pending: number } | null = null;
+  private connected = false;
+  private generation = 0;
+  private error: string | null = null;
+  private readonly isRoot = process.getuid?.() === 0;
+
+  constructor(
+    private object: ObjectRecord,
+    private readonly store: ObjectStore,
+    private readonly hasher: Hasher,
+    private readonly peer: PeerChannel,
+    private readonly report: ObjectReporter,
+    private readonly versions: VersionsArea,
+  ) {
+    this.receivedSeq = object.lastSeq;
+  }
+
+  get id(): string {
+    return this.object.id;
+  }
+
+  /** Prepares DEST: creates it if needed and removes temp files a crash left behind. */
+  async start(): Promise<void> {
+    await mkdir(this.object.target, { recursive: true, mode: 0o755 });
+    await sweepTemps(this.object.target);
+  }
+
+  async stop(): Promise<void> {
+    this.linkChanged(false);
+  }
+
+  /** The primary announced this object on a (new) connection: ask for what we lack. */
+  announced(source: string): void {
+    this.object = { ...this.object, source };
+    this.connected = true;
+    this.receivedSeq = this.object.lastSeq;
+    this.queue = [];
+    this.peer.send({ t: 'folder.want', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: this.object.lastSeq }, objectId: this.id });
+  }
+
+  linkChanged(connected: boolean): void {
+    this.connected = connected;
+    if (connected) return;
+    // Everything in flight belongs to the lost connection; the primary re-sends after our want.
+    this.generation += 1;
+    this.queue = [];
+    for (const assembly of this.fetches.values()) assembly.fail(new AssemblyError('link lost'));
+    this.fetches.clear();
+  }
+
+  onMessage(message: ReplicationMessage, body: Buffer): void {
+    if ('epoch' in message && message.epoch < this.peer.epoch()) {
+      this.report.log.warn({ object: this.id, epoch: message.epoch }, 'message from an older epoch ignored');
+      return;
+    }
+    switch (message.t) {
+      case 'folder.changes':
+        for (const entry of message.entries) if (entry.seq > this.receivedSeq) this.queue.push(entry);
+        this.receivedSeq = Math.max(this.receivedSeq, message.position.seq);
+        void this.run();
+        return;
+      case 'folder.block':
+        this.fetches.get(message.reqId)?.block(message.index, body);
+        return;
+      case 'folder.fetched': {
+        const assembly = this.fetches.get(message.reqId);
+        this.fetches.delete(message.reqId);
+        assembly?.finish(message);
+        return;
+      }
+      case 'folder.progress':
+        this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
+        return;
+      default:
+        return;
+    }
+  }
+
+  status(): ObjectStatus {
+    const reported = this.reported;
+    return {
+      id: this.id,
+      kind: 'folder',
+      source: this.object.source,
+      target: this.object.target,
+      state: this.error ? 'error' : this.connected ? (reported?.state ?? 'catching-up') : 'paused',
+      lagMs: reported?.lagMs ?? 0,
+      pending: reported?.pending ?? this.queue.length,
+      error: this.error,
+      progress: null,
+      skipped: 0,
+    };
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    const generation = this.generation;
+    try {
+      while (this.queue.length > 0 && generation === this.generation) {
+        const batch = this.queue.splice(0, BatchEntries);
+        const applied = await this.applyBatch(batch, generation);
+        if (generation !== this.generation) break;
+        const last = batch.at(-1)!.seq;
+        this.store.recordApplied(this.id, applied, last);
+        this.object = { ...this.object, lastSeq: last };
+        this.peer.send({ t: 'folder.ack', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: last }, objectId: this.id });
+      }
+      if (this.error) this.error = null;
+    } catch (error) {
+      this.error = `applying changes failed: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+      this.report.event('folder.error', `${this.object.target}: ${this.error}; retrying`, { object: this.id });
+      // Retry from the last durable position after a pause (disk full, permissions...).
+      this.queue = [];
+      setTimeout(() => {
+        if (this.connected) this.announced(this.object.source);
+      }, 2000);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async applyBatch(batch: FolderEntry[], generation: number): Promise<FolderEntry[]> {
+    const prepared = new Map<number, Promise<Prepared>>();
+    const fetchable = (e: FolderEntry) => e.type === 'file' && !e.deleted && e.renamedFrom === null;
+    const startAhead = (from: number) => {
+      for (let i = from, started = 0; i < batch.length && started < FetchAhead; i++) {
+        const entry = batch[i]!;
+        if (!fetchable(entry)) continue;
+        started += 1;
+        if (!prepared.has(i)) prepared.set(i, this.prepare(entry).catch((error: unknown) => ({ kind: 'skip' as const, reason: `retry:${String(error)}` })));
+      }
+    };
+    const dirs = new Set<string>();
+    const applied: FolderEntry[] = [];
+    let i = 0;
+    try {
+      for (; i < batch.length; i++) {
+        if (generation !== this.generation) return applied;
+        startAhead(i);
+        const entry = batch[i]!;
+        try {
+          const result = await this.apply(entry, prepared.get(i));
+          if (result) {
+            applied.push(result);
+            dirs.add(dirname(resolveInside(this.object.target, entry.path)));
+          }
+        } catch (error) {
+          if (!(error instanceof UnsafePathError)) throw error;
+          this.report.event('folder.refused-path', `${this.object.target}: ${error.message}`, { object: this.id, path: entry.path });
+        }
+      }
+      for (const dir of dirs) fsyncDir(dir);
+      return applied;
+    } finally {
+      // Contents fetched ahead for entries that were not reached must not stay behind as temp files.
+      for (const [index, pending] of prepared) {
+        if (index < i) continue; // installed
+        void pending.then((result) => {
+          if (result.kind === 'ready') return unlink(result.assembled.temp).catch(() => undefined);
+        });
+      }
+    }
+  }
+
+  /** Applies one entry; returns the index row to record, or null when nothing changed. */
+  private async apply(entry: FolderEntry, prepared: Promise<Prepared> | undefined): Promise<FolderEntry | null> {
+    const abs = resolveInside(this.object.target, entry.path);
+    if (entry.deleted) {
+      const existing = await lstatOrNull(abs);
+      if (existing) await this.versions.moveAside(abs, entry.path);
+      return entry;
+    }
+    switch (entry.type) {
+      case 'dir': {
+        await ensureParents(this.object.target, entry.path);
+        const existing = await lstatOrNull(abs);
+        if (existing && !existing.isDirectory()) await this.versions.moveAside(abs, entry.path);
+        if (!existing || !existing.isDirectory()) await mkdir(abs, { mode: entry.mode }).catch(tolerateExisting);
+        await chmod(abs, entry.mode);
+        if (this.isRoot) await chown(abs, entry.uid, entry.gid);
+        return entry;
+      }
+      case 'symlink': {
+        await ensureParents(this.object.target, entry.path);
+        const temp = join(dirname(abs), `${TempPrefix}${randomBytes(6).toString('hex')}`);
+        await symlink(entry.linkTarget ?? '', temp);
+        if (this.isRoot) await lchown(temp, entry.uid, entry.gid);
+        await this.makeRoomFor(abs, entry.path, null);
+        await rename(temp, abs);
+        return entry;
+      }
+      case 'file': {
+        if (entry.renamedFrom !== null && (await this.renameLocal(entry, abs))) return entry;
+        let result = await (prepared ?? this.prepare(entry));
+        for (let attempt = 0; result.kind === 'skip' && attempt < UnstableRetries; attempt++) {
+          if (result.reason === 'gone') return null; // a later entry says what became of it
+          if (!result.reason.startsWith('retry:') && result.reason !== 'unstable' && result.reason !== 'mismatch') break;
+          await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)));
+          result = await this.prepare(entry);
+        }
+        if (result.kind === 'skip') {
+          this.report.event('folder.unsettled', `${entry.path} in ${this.object.source} could not be copied in a stable state (${result.reason}); it will be retried at its next change`, { object: this.id, path: entry.path });
+          return null;
+        }
+        const { assembled, localHash } = result;
+        await this.makeRoomFor(abs, entry.path, localHash === assembled.hash ? 'same' : 'keep');
+        await rename(assembled.temp, abs);
+        return { ...entry, hash: assembled.hash, size: assembled.size, mtimeMs: assembled.mtimeMs };
+      }
+    }
+  }
+
+  /** Before something new takes `abs`: a directory or other type goes aside; a different file version is kept. */
+  private async makeRoomFor(abs: string, rel: string, fileVersion: 'same' | 'keep' | null): Promise<void> {
+    const existing = await lstatOrNull(abs);
+    if (!existing) return;
+    if (existing.isDirectory()) await this.versions.moveAside(abs, rel);
+    else if (existing.isFile() && fileVersion !== 'same') await this.versions.keepCopy(abs, rel);
+  }
+
+  /** A rename on the primary: when our copy at the old path is the same file, rename it here too (no data sent). */
+  private async renameLocal(entry: FolderEntry, abs: string): Promise<boolean> {
+    let from: string;
+    try {
+      from = resolveInside(this.object.target, entry.renamedFrom!);
+    } catch {
+      return false;
+    }
+    const local = await lstatOrNull(from);
+    if (!local || !local.isFile() || local.size !== entry.size || Math.abs(local.mtimeMs - entry.mtimeMs) >= 1) return false;
+    await ensureParents(this.object.target, entry.path);
+    await this.makeRoomFor(abs, entry.path, 'keep');
+    await rename(from, abs);
+    await chmod(abs, entry.mode);
+    if (this.isRoot) await chown(abs, entry.uid, entry.gid);
+    fsyncDir(dirname(from));
+    return true;
+  }
+
+  /** Fetches a file's content into a temp file beside it, reusing the blocks we already have. */
+  private async prepare(entry: FolderEntry): Promise<Prepared> {
+    if (!this.connected) return { kind: 'skip', reason: 'retry:link down' };
+    const abs = await ensureParents(this.object.target, entry.path);
+    const local = await lstatOrNull(abs);
+    let localFd: number | null = null;
+    let have: Buffer = Buffer.alloc(0);
+    let localHash: string | null = null;
+    if (local?.isFile()) {
+      try {
+        const hashes = await this.hasher.hash(abs, BlockSize);
+        have = hashes.blocks;
+        localHash = hashes.fileHash;
+        localFd = openSync(abs, 'r');
+      } catch {
+        have = Buffer.alloc(0);
+      }
+    }
+    const reqId = nextReqId++;
+    const assembly = new Assembly(abs, localFd, BlockSize, { mode: entry.mode, uid: entry.uid, gid: entry.gid });
+    this.fetches.set(reqId, assembly);
+    const sent = this.peer.send(
+      { t: 'folder.fetch', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: entry.seq }, objectId: this.id, reqId, path: entry.path, blockSize: BlockSize },
+      have,
+    );
+    if (!sent) assembly.fail(new AssemblyError('link down'));
+    try {
+      return { kind: 'ready', assembled: await assembly.promise, localHash };
+    } catch (error) {
+      const reason = error instanceof AssemblyError ? error.reason : String(error);
+      return { kind: 'skip', reason: reason === 'gone' || reason === 'unstable' || reason === 'mismatch' ? reason : `retry:${reason}` };
+    } finally {
+      this.fetches.delete(reqId);
+      if (localFd !== null) closeSync(localFd);
+    }
+  }
+}
+
+/** mkdir lost a race with a concurrent fetch that created the directory: that is fine. */
+function tolerateExisting(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EEXIST') throw error;
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // The directory went away meanwhile; its removal is durable in its parent.
+  }
+}
+
+async function lstatOrNull(path: string) {
+  try {
+    return await lstat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+/** Removes temp files a crash left in DEST (never following symlinks). */
+async function sweepTemps(dir: string): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.name.startsWith(TempPrefix)) await unlink(path).catch(() => undefined);
+    else if (entry.isDirectory()) await sweepTemps(path);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,310 @@
+/**
+ * The primary's side of a protected folder: watches it (@parcel/watcher, settling bursts
+ * for 20 ms), rescans it periodically and after watcher trouble, records changes in the
+ * journal, streams them to the backup within a window, and serves the backup's requests
+ * for file blocks from a stable read.
+ */
+import { open, lstat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import watcher from '@parcel/watcher';
+import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
+import { BlockHashBytes } from './hash-worker.js';
+import type { Hasher } from './hasher.js';
+import { resolveInside, UnsafePathError } from './paths.js';
+import { excludeFilter, scanFolder, TempPrefix, type PathFilter } from './scanner.js';
+import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
+import { MaxEntriesPerMessage } from '../../link/messages.js';
+
+/** How long a burst of watcher events may settle before the paths are scanned. @default 20 ms */
+export const DefaultSettleMs = 20;
+/** A full rescan catches whatever the watcher missed. @default 60 s */
+export const DefaultRescanMs = 60_000;
+/** Changes sent but not yet acknowledged, at most. */
+const SendWindow = 4000;
+
+type FetchRequest = Extract<ReplicationMessage, { t: 'folder.fetch' }>;
+
+export interface SourceOptions {
+  settleMs?: number;
+  rescanMs?: number;
+}
+
+export class FolderSource {
+  private subscription: watcher.AsyncSubscription | null = null;
+  private readonly dirty = new Set<string>();
+  private settleTimer: NodeJS.Timeout | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private progressTimer: NodeJS.Timeout | null = null;
+  private scanning: Promise<void> = Promise.resolve();
+  private fullScanWanted = false;
+  /** The highest seq sent to the backup on this connection; null until it says what it wants. */
+  private sentSeq: number | null = null;
+  private pumping = false;
+  private stopped = false;
+  private error: string | null = null;
+  private readonly filter: PathFilter;
+  private readonly skippedPaths = new Set<string>();
+  private initialStartedAt = Date.now();
+
+  constructor(
+    private object: ObjectRecord,
+    private readonly store: ObjectStore,
+    private readonly hasher: Hasher,
+    private readonly peer: PeerChannel,
+    private readonly report: ObjectReporter,
+    private readonly options: SourceOptions = {},
+  ) {
+    this.filter = excludeFilter(object.excludes);
+  }
+
+  get id(): string {
+    return this.object.id;
+  }
+
+  async start(): Promise<void> {
+    this.initialStartedAt = Date.now();
+    await this.requestFullScan();
+    try {
+      this.subscription = await watcher.subscribe(this.object.source, (error, events) => this.onWatch(error, events), {
+        ignore: [`**/${TempPrefix}*`],
+      });
+    } catch (error) {
+      this.report.log.warn({ object: this.id, err: error }, 'cannot watch the folder; relying on periodic rescans');
+    }
+    this.rescanTimer = setInterval(() => void this.requestFullScan(), this.options.rescanMs ?? DefaultRescanMs);
+    this.progressTimer = setInterval(() => this.sendProgress(), 1000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of [this.settleTimer, this.rescanTimer, this.progressTimer]) if (timer) clearTimeout(timer);
+    await this.subscription?.unsubscribe().catch(() => undefined);
+    await this.scanning.catch(() => undefined);
+  }
+
+  /** The link to the backup came up or went down: what was sent and not acknowledged is re-sent on request. */
+  linkChanged(connected: boolean): void {
+    this.sentSeq = null;
+    if (connected) {
+      this.peer.send({ t: 'folder.object', epoch: this.peer.epoch(), position: this.position(this.object.lastSeq), objectId: this.id, source: this.object.source, target: this.object.target, removed: false });
+    }
+  }
+
+  onMessage(message: ReplicationMessage, body: Buffer): void {
+    switch (message.t) {
+      case 'folder.want':
+        this.sentSeq = message.position.seq;
+        this.acknowledge(message.position.seq);
+        void this.pump();
+        return;
+      case 'folder.ack':
+        this.acknowledge(message.position.seq);
+        void this.pump();
+        return;
+      case 'folder.fetch':
+        void this.serveFetch(message, body);
+        return;
+      default:
+        return;
+    }
+  }
+
+  status(): ObjectStatus {
+    this.object = this.store.getObject(this.id) ?? this.object;
+    const pending = this.store.pendingAfter(this.id, this.object.ackedSeq);
+    const lagMs = pending.oldestChangedAt === null ? 0 : Math.max(0, Date.now() - pending.oldestChangedAt);
+    return {
+      id: this.id,
+      kind: 'folder',
+      source: this.object.source,
+      target: this.object.target,
+      state: this.state(pending.count),
+      lagMs: Math.round(lagMs),
+      pending: pending.count,
+      error: this.error,
+      progress: this.object.initialDone ? null : this.progress(),
+      skipped: this.skippedPaths.size,
+    };
+  }
+
+  private state(pending: number): ObjectStatus['state'] {
+    if (this.error) return 'error';
+    if (!this.object.initialDone) return 'initial-sync';
+    if (pending === 0) return 'in-sync';
+    return this.peer.connected() ? 'catching-up' : 'paused';
+  }
+
+  private progress(): ObjectStatus['progress'] {
+    const limit = this.object.initialSeq ?? this.object.lastSeq;
+    const all = this.store.changesAfter(this.id, 0, Number.MAX_SAFE_INTEGER).filter((e) => e.seq <= limit && !e.deleted);
+    const done = all.filter((e) => e.seq <= this.object.ackedSeq);
+    const bytes = all.reduce((sum, e) => sum + e.size, 0);
+    const bytesDone = done.reduce((sum, e) => sum + e.size, 0);
+    const elapsed = Date.now() - this.initialStartedAt;
+    const etaMs = bytesDone > 0 && bytes > bytesDone ? Math.round((elapsed * (bytes - bytesDone)) / bytesDone) : null;
+    return { files: all.length, filesDone: done.length, bytes, bytesDone, etaMs };
+  }
+
+  private position(seq: number) {
+    return { epoch: this.peer.epoch(), seq };
+  }
+
+  private acknowledge(seq: number): void {
+    if (seq <= this.object.ackedSeq) return;
+    this.store.setAcked(this.id, seq);
+    this.store.pruneAckedTombstones(this.id, seq);
+    this.object = this.store.getObject(this.id) ?? this.object;
+    if (!this.object.initialDone && this.object.initialSeq !== null && seq >= this.object.initialSeq) {
+      this.store.setInitial(this.id, { initialDone: true });
+      this.object.initialDone = true;
+      this.report.event('folder.in-sync', `initial sync of ${this.object.source} is complete`, { object: this.id, ms: Date.now() - this.initialStartedAt });
+    }
+  }
+
+  private onWatch(error: Error | null, events: watcher.Event[]): void {
+    if (error) {
+      // The watcher lost events (overflow, or the folder went away): only a full rescan is safe.
+      this.report.log.warn({ object: this.id, err: error.message }, 'watcher error; rescanning');
+      void this.requestFullScan();
+      return;
+    }
+    for (const event of events) {
+      const rel = relative(this.object.source, event.path);
+      if (rel !== null) this.dirty.add(rel);
+    }
+    if (!this.settleTimer) {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = null;
+        void this.scanDirty();
+      }, this.options.settleMs ?? DefaultSettleMs);
+    }
+  }
+
+  private requestFullScan(): Promise<void> {
+    this.fullScanWanted = true;
+    return this.scanDirty();
+  }
+
+  /** Scans are serialized: one at a time, each taking what accumulated meanwhile. */
+  private scanDirty(): Promise<void> {
+    this.scanning = this.scanning.then(async () => {
+      if (this.stopped) return;
+      const full = this.fullScanWanted;
+      const scope = full ? null : [...this.dirty];
+      this.fullScanWanted = false;
+      this.dirty.clear();
+      if (scope !== null && scope.length === 0) return;
+      await this.scan(scope);
+    });
+    return this.scanning;
+  }
+
+  private async scan(scope: string[] | null): Promise<void> {
+    try {
+      const result = await scanFolder(this.object.source, this.store.entries(this.id), this.filter, scope);
+      if (this.error) {
+        this.report.event('folder.recovered', `${this.object.source} is readable again`, { object: this.id });
+        this.error = null;
+      }
+      for (const skipped of result.skipped) {
+        if (this.skippedPaths.has(skipped.path)) continue;
+        this.skippedPaths.add(skipped.path);
+        this.report.event('folder.skipped', `${skipped.path} in ${this.object.source} is not replicated: ${skipped.detail}`, { object: this.id, path: skipped.path, reason: skipped.reason });
+      }
+      const recorded = this.store.recordChanges(this.id, result.changes);
+      if (this.object.initialSeq === null) {
+        const last = recorded.at(-1)?.seq ?? this.object.lastSeq;
+        this.store.setInitial(this.id, { initialSeq: last, ...(last === 0 ? { initialDone: true } : {}) });
+      }
+      this.object = this.store.getObject(this.id) ?? this.object;
+      if (recorded.length > 0) void this.pump();
+    } catch (error) {
+      // The folder is gone or unreadable: report it, and propagate nothing (no deletions).
+      const message = `cannot read ${this.object.source}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+      if (this.error !== message) {
+        this.error = message;
+        this.report.event('folder.error', `${message}; nothing is replicated until it is back`, { object: this.id });
+      }
+    }
+  }
+
+  /** Sends changes after sentSeq, within the window past the acknowledged seq. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    try {
+      while (this.sentSeq !== null && this.peer.connected()) {
+        const room = this.object.ackedSeq + SendWindow - this.sentSeq;
+        if (room <= 0) break;
+        const entries = this.store.changesAfter(this.id, this.sentSeq, Math.min(room, MaxEntriesPerMessage));
+        if (entries.length === 0) break;
+        const last = entries.at(-1)!.seq;
+        this.peer.send({ t: 'folder.changes', epoch: this.peer.epoch(), position: this.position(last), objectId: this.id, entries });
+        this.sentSeq = last;
+        await this.peer.drained();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private sendProgress(): void {
+    if (!this.peer.connected()) return;
+    const status = this.status();
+    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending });
+  }
+
+  /** Streams the blocks of a file that differ from the backup's, from a read proven stable. */
+  private async serveFetch(request: FetchRequest, have: Buffer): Promise<void> {
+    const epoch = this.peer.epoch();
+    const fail = (reason: string) =>
+      this.peer.send({ t: 'folder.fetched', epoch, reqId: request.reqId, ok: false, size: 0, hash: null, mtimeMs: 0, reason });
+    let abs: string;
+    try {
+      abs = resolveInside(this.object.source, request.path);
+    } catch (error) {
+      if (error instanceof UnsafePathError) this.report.log.warn({ object: this.id, path: request.path }, 'fetch of an unsafe path refused');
+      fail('refused path');
+      return;
+    }
+    try {
+      const before = await lstat(abs);
+      if (!before.isFile()) return void fail('gone');
+      const hashes = await this.hasher.hash(abs, request.blockSize);
+      if (hashes.size !== before.size || hashes.mtimeMs !== before.mtimeMs) return void fail('unstable');
+      const file = await open(abs, 'r');
+      try {
+        const blocks = hashes.blocks.length / BlockHashBytes;
+        for (let index = 0; index < blocks; index++) {
+          const at = index * BlockHashBytes;
+          if (at + BlockHashBytes <= have.length && have.subarray(at, at + BlockHashBytes).equals(hashes.blocks.subarray(at, at + BlockHashBytes))) continue;
+          const buffer = Buffer.allocUnsafe(Math.min(request.blockSize, hashes.size - index * request.blockSize));
+          const { bytesRead } = await file.read(buffer, 0, buffer.length, index * request.blockSize);
+          if (!this.peer.send({ t: 'folder.block', epoch, reqId: request.reqId, index }, buffer.subarray(0, bytesRead))) return;
+          await this.peer.drained();
+        }
+      } finally {
+        await file.close();
+      }
+      const after = await lstat(abs);
+      if (!sameFile(before, after)) return void fail('unstable');
+      this.peer.send({ t: 'folder.fetched', epoch, reqId: request.reqId, ok: true, size: hashes.size, hash: hashes.fileHash, mtimeMs: before.mtimeMs, reason: null });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      fail(code === 'ENOENT' ? 'gone' : `unreadable: ${code ?? (error as Error).message}`);
+    }
+  }
+}
+
+function sameFile(a: Stats, b: Stats): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino && a.ctimeMs === b.ctimeMs;
+}
+
+/** The path of abs relative to root with '/' separators, or null when it is not inside root. */
+function relative(root: string, abs: string): string | null {
+  if (abs === root) return '';
+  if (!abs.startsWith(`${root}/`)) return null;
+  return abs.slice(root.length + 1);
+}
+
+export type { FolderEntry };
