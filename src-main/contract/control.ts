@@ -122,7 +122,8 @@ export type EventType =
   | 'folder.recovered'
   | 'folder.skipped'
   | 'folder.unsettled'
-  | 'folder.refused-path';
+  | 'folder.refused-path'
+  | 'folder.repaired';
 
 export interface PairCodeResult {
   code: string;

@@ -59,7 +59,7 @@ export class ProtectedObjects {
       await source.start();
       if (this.options.peer.connected()) source.linkChanged(true);
     } else {
-      const replica = new FolderReplica(object, this.store, this.hasher, this.options.peer, this.reporter(), new VersionsArea(join(this.versionsRoot, object.id)));
+      const replica = new FolderReplica(object, this.store, this.hasher, this.options.peer, this.reporter(), new VersionsArea(join(this.versionsRoot, object.id)), this.options.source?.rescanMs);
       this.replicas.set(object.id, replica);
       await replica.start();
     }

@@ -13,7 +13,8 @@ import { Assembly, AssemblyError, type Assembled } from './assembly.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
 import type { Hasher } from './hasher.js';
 import { ensureParents, resolveInside, UnsafePathError } from './paths.js';
-import { TempPrefix } from './scanner.js';
+import { excludeFilter, scanFolder, TempPrefix } from './scanner.js';
+import { DefaultRescanMs } from './source.js';
 import type { VersionsArea } from './versions.js';
 
 /** Block size for deltas: small enough that a 4 KiB edit costs little. */
@@ -38,6 +39,8 @@ export class FolderReplica {
   private generation = 0;
   private error: string | null = null;
   private readonly isRoot = process.getuid?.() === 0;
+  private verifyTimer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private object: ObjectRecord,
@@ -46,6 +49,7 @@ export class FolderReplica {
     private readonly peer: PeerChannel,
     private readonly report: ObjectReporter,
     private readonly versions: VersionsArea,
+    private readonly rescanMs = DefaultRescanMs,
   ) {
     this.receivedSeq = object.lastSeq;
   }
@@ -58,10 +62,56 @@ export class FolderReplica {
   async start(): Promise<void> {
     await mkdir(this.object.target, { recursive: true, mode: 0o755 });
     await sweepTemps(this.object.target);
+    void this.versions.prune().catch(() => undefined);
+    this.verifyTimer = setInterval(() => void this.verify(), this.rescanMs);
+    this.pruneTimer = setInterval(() => void this.versions.prune().catch(() => undefined), 3600_000);
   }
 
   async stop(): Promise<void> {
+    if (this.verifyTimer) clearInterval(this.verifyTimer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.linkChanged(false);
+  }
+
+  /**
+   * The copy is read-only by policy while this node is the backup: anything changed here by
+   * hand is moved aside into the versions area (never deleted) and the primary's version is
+   * put back. Runs when nothing else is being applied.
+   */
+  async verify(): Promise<void> {
+    if (this.running || this.queue.length > 0 || !this.connected) return;
+    this.running = true;
+    const generation = this.generation;
+    try {
+      const index = this.store.entries(this.id);
+      const result = await scanFolder(this.object.target, index, excludeFilter([]), null, { asCopy: true });
+      if (result.changes.length === 0) return;
+      const repairs: FolderEntry[] = [];
+      const movedAside: string[] = [];
+      for (const change of result.changes) {
+        const abs = resolveInside(this.object.target, change.path);
+        const known = index.get(change.path);
+        const onlyDirMode = known?.type === 'dir' && change.type === 'dir' && !change.deleted;
+        if (!change.deleted && !onlyDirMode && (await lstatOrNull(abs))) {
+          await this.versions.moveAside(abs, change.path);
+          movedAside.push(change.path);
+        }
+        if (known) repairs.push({ ...known, renamedFrom: null });
+      }
+      repairs.sort((a, b) => (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || (a.path < b.path ? -1 : 1));
+      const applied = await this.applyBatch(repairs, generation);
+      if (generation === this.generation) this.store.recordApplied(this.id, applied, this.object.lastSeq);
+      this.report.event(
+        'folder.repaired',
+        `${result.changes.length} path(s) in ${this.object.target} were changed on the backup and put back to the primary's version; local versions were moved to the versions area`,
+        { object: this.id, paths: result.changes.slice(0, 20).map((c) => c.path), movedAside: movedAside.length },
+      );
+    } catch (error) {
+      this.report.log.warn({ object: this.id, err: error }, 'verifying the copy failed');
+    } finally {
+      this.running = false;
+      if (this.queue.length > 0) void this.run();
+    }
   }
 
   /** The primary announced this object on a (new) connection: ask for what we lack. */

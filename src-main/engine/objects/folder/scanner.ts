@@ -51,7 +51,20 @@ export function excludeFilter(globs: string[]): PathFilter {
  * (parents before children), deletions last (children before parents), so a rename's new
  * path exists before its old one is removed.
  */
-export async function scanFolder(root: string, index: Map<string, FolderEntry>, excluded: PathFilter, scope: string[] | null): Promise<ScanResult> {
+export interface ScanOptions {
+  /**
+   * Compare as a copy, not as the original: inode numbers and (unless running as root)
+   * owners differ on the backup, and mtimes there were set from the primary's.
+   */
+  asCopy?: boolean;
+}
+
+export async function scanFolder(root: string, index: Map<string, FolderEntry>, excluded: PathFilter, scope: string[] | null, options: ScanOptions = {}): Promise<ScanResult> {
+  // Every scan, scoped or full, first proves the folder itself is there: when it vanishes,
+  // the watcher reports every path deleted, and none of that may reach the backup.
+  const rootStat = await lstat(root);
+  if (!rootStat.isDirectory()) throw Object.assign(new Error(`${root} is not a directory`), { code: 'ENOTDIR' });
+  await readdir(root);
   const disk = new Map<string, DiskEntry>();
   const skipped: Skipped[] = [];
   const roots = scope === null ? [''] : normalizeScope(scope);
@@ -63,7 +76,7 @@ export async function scanFolder(root: string, index: Map<string, FolderEntry>, 
   const vanished: FolderEntry[] = [];
   for (const entry of disk.values()) {
     const known = index.get(entry.path);
-    if (known && !known.deleted && sameAsIndexed(known, entry)) continue;
+    if (known && !known.deleted && (options.asCopy ? sameAsCopy(known, entry) : sameAsIndexed(known, entry))) continue;
     upserts.push(toChange(entry, now));
   }
   for (const known of index.values()) {
@@ -116,6 +129,16 @@ function sameAsIndexed(known: FolderEntry, entry: DiskEntry): boolean {
   return known.size === s.size && known.mtimeMs === s.mtimeMs && known.ino === s.ino && known.linkTarget === entry.linkTarget;
 }
 
+function sameAsCopy(known: FolderEntry, entry: DiskEntry): boolean {
+  const s = entry.stat;
+  if (known.type !== entry.type) return false;
+  if (entry.type === 'symlink') return known.linkTarget === entry.linkTarget;
+  if (known.mode !== (s.mode & 0o7777)) return false;
+  if (process.getuid?.() === 0 && (known.uid !== s.uid || known.gid !== s.gid)) return false;
+  if (entry.type === 'dir') return true;
+  return known.size === s.size && Math.abs(known.mtimeMs - s.mtimeMs) < 1;
+}
+
 function toChange(entry: DiskEntry, now: number): Change {
   const s = entry.stat;
   return {
@@ -149,12 +172,15 @@ async function walk(root: string, rel: string, disk: Map<string, DiskEntry>, exc
   try {
     stat = await lstat(abs);
   } catch (error) {
+    // A missing root is an error, never "everything was deleted": nothing may propagate.
+    if (isRoot && rel === '') throw error;
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     if (isRoot) throw error;
     skipped.push({ path: rel, reason: 'unreadable', detail: (error as Error).message });
     return;
   }
   const type = typeOf(stat);
+  if (isRoot && rel === '' && type !== 'dir') throw Object.assign(new Error(`${root} is not a directory`), { code: 'ENOTDIR' });
   if (!type) return;
   if (!isRoot) {
     if (excluded(rel)) return;
