@@ -211,11 +211,16 @@ export class FolderReplica {
     const startAhead = (from: number) => {
       for (let i = from, started = 0; i < batch.length && started < FetchAhead; i++) {
         const entry = batch[i]!;
-        if (!fetchable(entry)) continue;
+        if (!fetchable(entry) || superseded(i)) continue;
         started += 1;
         if (!prepared.has(i)) prepared.set(i, this.prepare(entry).catch((error: unknown) => ({ kind: 'skip' as const, reason: `retry:${String(error)}` })));
       }
     };
+    // An entry whose path comes again later in the batch is superseded: applying it would only
+    // fetch a version that is about to be replaced (a file being edited yields many entries).
+    const lastIndex = new Map<string, number>();
+    batch.forEach((entry, index) => lastIndex.set(entry.path, index));
+    const superseded = (index: number) => lastIndex.get(batch[index]!.path) !== index;
     const dirs = new Set<string>();
     const applied: FolderEntry[] = [];
     let i = 0;
@@ -224,6 +229,7 @@ export class FolderReplica {
         if (generation !== this.generation) return applied;
         startAhead(i);
         const entry = batch[i]!;
+        if (superseded(i)) continue;
         try {
           const result = await this.apply(entry, prepared.get(i));
           if (result) {
