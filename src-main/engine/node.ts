@@ -62,6 +62,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private links: PeerLinks | null = null;
   private objects: ProtectedObjects | null = null;
   private stopping = false;
+  /** The paired peer's id (the one peer replication talks to), kept in step by applyPeers. */
+  private peerIdCache: string | null = null;
   private readonly peerSockets = new Set<TLSSocket>();
 
   private constructor(
@@ -132,6 +134,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.links.on('message', (_peerId, message, body) => this.objects?.onMessage(message, body));
 
     const links = this.links;
+    // Asked for every block sent: the peer's id is cached rather than read from the store.
+    const peerId = () => this.peerIdCache;
     this.objects = new ProtectedObjects({
       home: this.home,
       db: this.store.database,
@@ -139,16 +143,20 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       event: (type, message, data) => this.record(type as EventType, message, data),
       peer: {
         send: (message, body) => {
-          const peer = this.pairedPeer();
-          return peer ? links.send(peer.id, message, body) : false;
+          const id = peerId();
+          return id ? links.send(id, message, body) : false;
         },
         drained: () => {
-          const peer = this.pairedPeer();
-          return peer ? links.drained(peer.id) : Promise.resolve();
+          const id = peerId();
+          return id ? links.drained(id) : Promise.resolve();
         },
         connected: () => {
-          const peer = this.pairedPeer();
-          return peer ? links.isConnected(peer.id) : false;
+          const id = peerId();
+          return id ? links.isConnected(id) : false;
+        },
+        backedUp: () => {
+          const id = peerId();
+          return id ? links.backedUp(id) : false;
         },
         epoch: () => this.epoch,
       },
@@ -332,6 +340,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   /** Tells the heartbeat worker and the link who the peers are now. */
   private applyPeers(): void {
     const peers = this.store.listPeers();
+    this.peerIdCache = peers[0]?.id ?? null;
     for (const peer of peers) {
       if (!this.runtime.has(peer.id)) {
         this.runtime.set(peer.id, { state: 'down', since: new Date(), rttMs: null, rtt: null, lastSeenAt: null });

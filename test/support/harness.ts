@@ -199,7 +199,9 @@ export class TestNode {
       await this.waitExit();
     }
     this.client?.close();
-    rmSync(join(this.home, '..'), { recursive: true, force: true });
+    // UNDERSTUDY_KEEP_TEST_HOMES=1 keeps homes (store, logs, versions) for a post-mortem.
+    if (!process.env.UNDERSTUDY_KEEP_TEST_HOMES) rmSync(join(this.home, '..'), { recursive: true, force: true });
+    else console.log(`kept ${this.name}'s home: ${this.home}`);
   }
 }
 

@@ -106,11 +106,13 @@ export const LinkMessageSchema = v.variant('t', [
   }),
   // backup -> primary: send me the changes after position.seq
   v.object({ t: v.literal('folder.want'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
-  // primary -> backup: changes in seq order; position.seq is the last one's seq
+  // primary -> backup: changes in seq order; position.seq is the last one's seq, and `after` the
+  // seq they follow (the last seq of the previous message), so the backup can tell a gap
   v.object({
     t: v.literal('folder.changes'),
     epoch: EpochSchema,
     position: JournalPositionSchema,
+    after: v.pipe(IntSchema, v.minValue(0)),
     objectId: ObjectIdSchema,
     entries: v.pipe(v.array(FolderEntrySchema), v.maxLength(MaxEntriesPerMessage)),
   }),

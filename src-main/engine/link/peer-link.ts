@@ -86,6 +86,11 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
     return true;
   }
 
+  /** Whether the peer's link has more queued than its socket buffer holds. */
+  backedUp(peerId: string): boolean {
+    return Boolean(this.links.get(peerId)?.active?.socket.writableNeedDrain);
+  }
+
   /** Resolves when the peer's link can take more data (or at once if it is not backed up or down). */
   drained(peerId: string): Promise<void> {
     const socket = this.links.get(peerId)?.active?.socket;

@@ -9,6 +9,8 @@ export interface PeerChannel {
   send(message: ReplicationMessage, body?: Buffer): boolean;
   /** Resolves when the link can take more data. */
   drained(): Promise<void>;
+  /** Whether the link's send buffer is full (then wait for drained()). */
+  backedUp(): boolean;
   connected(): boolean;
   /** This node's current epoch, stamped on every message. */
   epoch(): number;

@@ -140,8 +140,11 @@ export class FolderReplica {
     }
     switch (message.t) {
       case 'folder.changes':
-        for (const entry of message.entries) if (entry.seq > this.receivedSeq) this.queue.push(entry);
-        this.receivedSeq = Math.max(this.receivedSeq, message.position.seq);
+        // Only the continuation of what we have: a message sent before our last want (or after
+        // a failure) would leave a gap, and acknowledging past a gap would lose changes.
+        if (message.after !== this.receivedSeq) return;
+        for (const entry of message.entries) this.queue.push(entry);
+        this.receivedSeq = message.position.seq;
         void this.run();
         return;
       case 'folder.block':
@@ -190,18 +193,28 @@ export class FolderReplica {
         this.store.recordApplied(this.id, applied, last);
         this.object = { ...this.object, lastSeq: last };
         this.peer.send({ t: 'folder.ack', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: last }, objectId: this.id });
+        if (this.error) {
+          this.error = null;
+          this.report.event('folder.recovered', `${this.object.target}: applying changes works again`, { object: this.id });
+        }
       }
-      if (this.error) this.error = null;
     } catch (error) {
-      this.error = `applying changes failed: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
-      this.report.event('folder.error', `${this.object.target}: ${this.error}; retrying`, { object: this.id });
-      // Retry from the last durable position after a pause (disk full, permissions...).
+      const message = `applying changes failed: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+      // Reported once, not at every retry.
+      if (this.error !== message) this.report.event('folder.error', `${this.object.target}: ${message}; retrying`, { object: this.id });
+      this.error = message;
+      // Retry from the last durable position after a pause (disk full, permissions...). Until
+      // then nothing newer may be applied: acknowledging it would skip the failed entries.
+      this.generation += 1;
       this.queue = [];
+      this.receivedSeq = Number.MAX_SAFE_INTEGER;
       setTimeout(() => {
         if (this.connected) this.announced(this.object.source);
       }, 2000);
     } finally {
       this.running = false;
+      // A new connection queued entries while a run of the old one was finishing.
+      if (this.queue.length > 0) void this.run();
     }
   }
 
@@ -231,7 +244,7 @@ export class FolderReplica {
         const entry = batch[i]!;
         if (superseded(i)) continue;
         try {
-          const result = await this.apply(entry, prepared.get(i));
+          const result = await this.apply(entry, prepared.get(i), generation);
           if (result) {
             applied.push(result);
             dirs.add(dirname(resolveInside(this.object.target, entry.path)));
@@ -255,7 +268,7 @@ export class FolderReplica {
   }
 
   /** Applies one entry; returns the index row to record, or null when nothing changed. */
-  private async apply(entry: FolderEntry, prepared: Promise<Prepared> | undefined): Promise<FolderEntry | null> {
+  private async apply(entry: FolderEntry, prepared: Promise<Prepared> | undefined, generation: number): Promise<FolderEntry | null> {
     const abs = resolveInside(this.object.target, entry.path);
     if (entry.deleted) {
       const existing = await lstatOrNull(abs);
@@ -286,6 +299,7 @@ export class FolderReplica {
         let result = await (prepared ?? this.prepare(entry));
         for (let attempt = 0; result.kind === 'skip' && attempt < UnstableRetries; attempt++) {
           if (result.reason === 'gone') return null; // a later entry says what became of it
+          if (generation !== this.generation) return null; // the link was lost: the new one re-sends it
           if (!result.reason.startsWith('retry:') && result.reason !== 'unstable' && result.reason !== 'mismatch') break;
           await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)));
           result = await this.prepare(entry);
@@ -358,7 +372,9 @@ export class FolderReplica {
     try {
       return { kind: 'ready', assembled: await assembly.promise, localHash };
     } catch (error) {
-      const reason = error instanceof AssemblyError ? error.reason : String(error);
+      // Writing here failed (disk full, I/O error): an apply error, not the source's instability.
+      if (!(error instanceof AssemblyError)) throw error;
+      const reason = error.reason;
       return { kind: 'skip', reason: reason === 'gone' || reason === 'unstable' || reason === 'mismatch' ? reason : `retry:${reason}` };
     } finally {
       this.fetches.delete(reqId);

@@ -126,7 +126,9 @@ function sameAsIndexed(known: FolderEntry, entry: DiskEntry): boolean {
   if (known.type !== entry.type || known.mode !== (s.mode & 0o7777) || known.uid !== s.uid || known.gid !== s.gid) return false;
   // A directory's size and mtime change with its children; its children carry those changes.
   if (entry.type === 'dir') return true;
-  return known.size === s.size && known.mtimeMs === s.mtimeMs && known.ino === s.ino && known.linkTarget === entry.linkTarget;
+  // Sizes are recorded for files only (toChange): a symlink's lstat size is its target's length.
+  const size = entry.type === 'file' ? s.size : 0;
+  return known.size === size && known.mtimeMs === s.mtimeMs && known.ino === s.ino && known.linkTarget === entry.linkTarget;
 }
 
 function sameAsCopy(known: FolderEntry, entry: DiskEntry): boolean {

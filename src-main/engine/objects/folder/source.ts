@@ -5,6 +5,7 @@
  * for file blocks from a stable read.
  */
 import { open, lstat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import watcher from '@parcel/watcher';
 import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
@@ -14,6 +15,7 @@ import { resolveInside, UnsafePathError } from './paths.js';
 import { excludeFilter, scanFolder, TempPrefix, type PathFilter } from './scanner.js';
 import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
 import { MaxEntriesPerMessage } from '../../link/messages.js';
+import { DirectoryWatchers } from './dir-watcher.js';
 
 /** How long a burst of watcher events may settle before the paths are scanned. @default 20 ms */
 export const DefaultSettleMs = 20;
@@ -31,6 +33,7 @@ export interface SourceOptions {
 
 export class FolderSource {
   private subscription: watcher.AsyncSubscription | null = null;
+  private readonly dirWatchers: DirectoryWatchers;
   private readonly dirty = new Set<string>();
   private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
@@ -55,6 +58,9 @@ export class FolderSource {
     private readonly options: SourceOptions = {},
   ) {
     this.filter = excludeFilter(object.excludes);
+    this.dirWatchers = new DirectoryWatchers(object.source, (paths) => this.markDirty(paths), (error) =>
+      this.report.log.warn({ object: object.id, err: error.message }, 'per-directory watching failed; relying on the recursive watcher'),
+    );
   }
 
   get id(): string {
@@ -78,6 +84,7 @@ export class FolderSource {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const timer of [this.settleTimer, this.rescanTimer, this.progressTimer]) if (timer) clearTimeout(timer);
+    this.dirWatchers.close();
     await this.subscription?.unsubscribe().catch(() => undefined);
     await this.scanning.catch(() => undefined);
   }
@@ -168,10 +175,16 @@ export class FolderSource {
       void this.requestFullScan();
       return;
     }
+    const paths: string[] = [];
     for (const event of events) {
       const rel = relative(this.object.source, event.path);
-      if (rel !== null) this.dirty.add(rel);
+      if (rel !== null) paths.push(rel);
     }
+    this.markDirty(paths);
+  }
+
+  private markDirty(paths: string[]): void {
+    for (const path of paths) this.dirty.add(path);
     if (!this.settleTimer) {
       this.settleTimer = setTimeout(() => {
         this.settleTimer = null;
@@ -212,6 +225,7 @@ export class FolderSource {
         this.report.event('folder.skipped', `${skipped.path} in ${this.object.source} is not replicated: ${skipped.detail}`, { object: this.id, path: skipped.path, reason: skipped.reason });
       }
       const recorded = this.store.recordChanges(this.id, result.changes);
+      if (scope === null || recorded.some((e) => e.type === 'dir')) this.watchDirectories();
       if (this.object.initialSeq === null) {
         const last = recorded.at(-1)?.seq ?? this.object.lastSeq;
         this.store.setInitial(this.id, { initialSeq: last, ...(last === 0 ? { initialDone: true } : {}) });
@@ -228,6 +242,12 @@ export class FolderSource {
     }
   }
 
+  private watchDirectories(): void {
+    const dirs = [''];
+    for (const entry of this.store.entries(this.id).values()) if (entry.type === 'dir' && !entry.deleted) dirs.push(entry.path);
+    this.dirWatchers.sync(dirs);
+  }
+
   /** Sends changes after sentSeq, within the window past the acknowledged seq. */
   private async pump(): Promise<void> {
     if (this.pumping || this.stopped) return;
@@ -239,7 +259,7 @@ export class FolderSource {
         const entries = this.store.changesAfter(this.id, this.sentSeq, Math.min(room, MaxEntriesPerMessage));
         if (entries.length === 0) break;
         const last = entries.at(-1)!.seq;
-        this.peer.send({ t: 'folder.changes', epoch: this.peer.epoch(), position: this.position(last), objectId: this.id, entries });
+        this.peer.send({ t: 'folder.changes', epoch: this.peer.epoch(), position: this.position(last), after: this.sentSeq, objectId: this.id, entries });
         this.sentSeq = last;
         await this.peer.drained();
       }
@@ -252,6 +272,36 @@ export class FolderSource {
     if (!this.peer.connected()) return;
     const status = this.status();
     this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending });
+  }
+
+  /**
+   * The backup has no version of this file: send every block, hashing what is sent as it
+   * goes (one read, no block hashes needed), and call it stable only if the file's size,
+   * mtime, inode and ctime are the same after the read as before.
+   */
+  private async streamWhole(abs: string, before: Stats, request: FetchRequest, fail: (reason: string) => void): Promise<void> {
+    const epoch = this.peer.epoch();
+    const whole = createHash('sha256');
+    const file = await open(abs, 'r');
+    let size = 0;
+    try {
+      for (let index = 0; ; index++) {
+        const buffer = Buffer.allocUnsafe(request.blockSize);
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, index * request.blockSize);
+        if (bytesRead === 0) break;
+        const block = buffer.subarray(0, bytesRead);
+        whole.update(block);
+        size += bytesRead;
+        if (!this.peer.send({ t: 'folder.block', epoch, reqId: request.reqId, index }, block)) return;
+        if (this.peer.backedUp()) await this.peer.drained();
+        if (bytesRead < buffer.length) break;
+      }
+    } finally {
+      await file.close();
+    }
+    const after = await lstat(abs);
+    if (!sameFile(before, after) || size !== before.size) return void fail('unstable');
+    this.peer.send({ t: 'folder.fetched', epoch, reqId: request.reqId, ok: true, size, hash: whole.digest('hex'), mtimeMs: before.mtimeMs, reason: null });
   }
 
   /** Streams the blocks of a file that differ from the backup's, from a read proven stable. */
@@ -270,6 +320,7 @@ export class FolderSource {
     try {
       const before = await lstat(abs);
       if (!before.isFile()) return void fail('gone');
+      if (have.length === 0) return void (await this.streamWhole(abs, before, request, fail));
       const hashes = await this.hasher.hash(abs, request.blockSize);
       if (hashes.size !== before.size || hashes.mtimeMs !== before.mtimeMs) return void fail('unstable');
       const file = await open(abs, 'r');
@@ -281,7 +332,7 @@ export class FolderSource {
           const buffer = Buffer.allocUnsafe(Math.min(request.blockSize, hashes.size - index * request.blockSize));
           const { bytesRead } = await file.read(buffer, 0, buffer.length, index * request.blockSize);
           if (!this.peer.send({ t: 'folder.block', epoch, reqId: request.reqId, index }, buffer.subarray(0, bytesRead))) return;
-          await this.peer.drained();
+          if (this.peer.backedUp()) await this.peer.drained();
         }
       } finally {
         await file.close();

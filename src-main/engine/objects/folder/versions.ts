@@ -19,9 +19,23 @@ export class VersionsArea {
     return join(this.root, new Date().toISOString().replace(/[:.]/g, '-'));
   }
 
+  /** A destination for `rel` in the current slot that nothing occupies yet. */
+  private async freeDestination(rel: string): Promise<string> {
+    const base = join(this.slot(), rel);
+    // A directory's children may have gone aside into the same slot a moment before it.
+    for (let n = 0; ; n++) {
+      const candidate = n === 0 ? base : `${base}~${n}`;
+      try {
+        await lstat(candidate);
+      } catch {
+        return candidate;
+      }
+    }
+  }
+
   /** Moves what is at `abs` (a file, link or directory in DEST) into the area, as `rel`. */
   async moveAside(abs: string, rel: string): Promise<string> {
-    const destination = join(this.slot(), rel);
+    const destination = await this.freeDestination(rel);
     await mkdir(dirname(destination), { recursive: true });
     try {
       await rename(abs, destination);
@@ -36,7 +50,7 @@ export class VersionsArea {
 
   /** Keeps a copy of the file at `abs` that is about to be replaced (a hard link when possible). */
   async keepCopy(abs: string, rel: string): Promise<string> {
-    const destination = join(this.slot(), rel);
+    const destination = await this.freeDestination(rel);
     await mkdir(dirname(destination), { recursive: true });
     try {
       await link(abs, destination);
