@@ -43,6 +43,7 @@ class PeerLink {
 
 export class PeerLinks extends EventEmitter<PeerLinksEvents> {
   private readonly links = new Map<string, PeerLink>();
+  private readonly drainWaits = new WeakMap<object, Promise<void>>();
   private stopped = false;
 
   constructor(
@@ -95,15 +96,22 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
   drained(peerId: string): Promise<void> {
     const socket = this.links.get(peerId)?.active?.socket;
     if (!socket || !socket.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        socket.off('drain', done);
-        socket.off('close', done);
-        resolve();
-      };
-      socket.on('drain', done);
-      socket.on('close', done);
-    });
+    // One shared wait per socket, however many senders wait (no listener pile-up).
+    let waiting = this.drainWaits.get(socket);
+    if (!waiting) {
+      waiting = new Promise((resolve) => {
+        const done = () => {
+          socket.off('drain', done);
+          socket.off('close', done);
+          this.drainWaits.delete(socket);
+          resolve();
+        };
+        socket.on('drain', done);
+        socket.on('close', done);
+      });
+      this.drainWaits.set(socket, waiting);
+    }
+    return waiting;
   }
 
   /** Dial now rather than at the end of the backoff, e.g. when heartbeats say the peer is back. */

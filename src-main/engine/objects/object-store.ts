@@ -140,6 +140,18 @@ export class ObjectStore {
     return rows.map(toEntry);
   }
 
+  /** Files (not deleted) with seq <= upTo, and how many of them, and their bytes, have seq <= done. */
+  initialProgress(objectId: string, upTo: number, done: number): { files: number; bytes: number; filesDone: number; bytesDone: number } {
+    const row = this.db
+      .prepare(
+        `SELECT COUNT(*) AS files, COALESCE(SUM(size), 0) AS bytes,
+                COALESCE(SUM(seq <= @done), 0) AS filesDone, COALESCE(SUM(CASE WHEN seq <= @done THEN size ELSE 0 END), 0) AS bytesDone
+         FROM folder_entries WHERE object_id = @objectId AND deleted = 0 AND seq <= @upTo`,
+      )
+      .get({ objectId, upTo, done }) as { files: number; bytes: number; filesDone: number; bytesDone: number };
+    return row;
+  }
+
   /** How many changes after seq, and when the oldest of them was seen. */
   pendingAfter(objectId: string, seq: number): { count: number; oldestChangedAt: number | null } {
     const row = this.db

@@ -56,14 +56,14 @@ export class Assembly {
     this.promise.catch(() => undefined);
   }
 
-  /** Block `index` arrived from the primary (they arrive in ascending order). */
+  /** Blocks from `index` on arrived from the primary (one or a run of consecutive ones, in ascending order). */
   block(index: number, data: Buffer): void {
     if (this.done) return;
     try {
       if (index < this.next) throw new AssemblyError('blocks out of order');
       this.copyLocal(index);
       this.write(data);
-      this.next = index + 1;
+      this.next = index + Math.max(1, Math.ceil(data.length / this.blockSize));
     } catch (error) {
       this.fail(error);
     }

@@ -20,7 +20,7 @@ import type { VersionsArea } from './versions.js';
 /** Block size for deltas: small enough that a 4 KiB edit costs little. */
 export const BlockSize = 16 * 1024;
 /** File contents fetched ahead of the entry being applied. */
-const FetchAhead = 16;
+const FetchAhead = 48;
 /** Entries applied before their seq is recorded and acknowledged. */
 const BatchEntries = 256;
 const UnstableRetries = 30;
