@@ -124,6 +124,11 @@ export class ObjectStore {
     return row ? toEntry(row) : null;
   }
 
+  /** Whether a change to path was recorded at or after `since` (wall ms). */
+  observedSince(objectId: string, path: string, since: number): boolean {
+    return Boolean(this.db.prepare('SELECT 1 FROM folder_entries WHERE object_id = ? AND path = ? AND changed_at >= ?').get(objectId, path, since));
+  }
+
   /** Rows under a directory prefix (not the directory itself). */
   entriesUnder(objectId: string, dir: string): FolderEntry[] {
     const rows = this.db

@@ -40,6 +40,9 @@ export class FolderReplica {
   private error: string | null = null;
   private readonly isRoot = process.getuid?.() === 0;
   private verifyTimer: NodeJS.Timeout | null = null;
+  private verifying = false;
+  /** Counts applied batches, so a verification can tell whether the copy changed under it. */
+  private appliedBatches = 0;
   private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -79,13 +82,26 @@ export class FolderReplica {
    * put back. Runs when nothing else is being applied.
    */
   async verify(): Promise<void> {
-    if (this.running || this.queue.length > 0 || !this.connected) return;
+    if (this.running || this.queue.length > 0 || !this.connected || this.verifying) return;
+    // The scan of a large copy takes a while: it runs without holding up changes from the
+    // primary, and its findings are dropped if any change was applied meanwhile.
+    this.verifying = true;
+    const applies = this.appliedBatches;
+    let result;
+    let index;
+    try {
+      index = this.store.entries(this.id);
+      result = await scanFolder(this.object.target, index, excludeFilter([]), null, { asCopy: true });
+    } catch (error) {
+      this.report.log.warn({ object: this.id, err: error }, 'verifying the copy failed');
+      this.verifying = false;
+      return;
+    }
+    this.verifying = false;
+    if (result.changes.length === 0 || this.running || this.queue.length > 0 || applies !== this.appliedBatches) return;
     this.running = true;
     const generation = this.generation;
     try {
-      const index = this.store.entries(this.id);
-      const result = await scanFolder(this.object.target, index, excludeFilter([]), null, { asCopy: true });
-      if (result.changes.length === 0) return;
       const repairs: FolderEntry[] = [];
       const movedAside: string[] = [];
       for (const change of result.changes) {
@@ -191,6 +207,7 @@ export class FolderReplica {
         if (generation !== this.generation) break;
         const last = batch.at(-1)!.seq;
         this.store.recordApplied(this.id, applied, last);
+        this.appliedBatches += 1;
         this.object = { ...this.object, lastSeq: last };
         this.peer.send({ t: 'folder.ack', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: last }, objectId: this.id });
         if (this.error) {

@@ -24,6 +24,7 @@ export interface Skipped {
 }
 
 export interface ScanResult {
+  /** In the order they must be recorded; a caller may drop some (never reorder). */
   changes: Change[];
   skipped: Skipped[];
   /** Paths seen on disk (files, dirs, symlinks) in the scanned scope. */

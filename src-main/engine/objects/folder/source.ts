@@ -41,6 +41,7 @@ export class FolderSource {
   private rescanTimer: NodeJS.Timeout | null = null;
   private progressTimer: NodeJS.Timeout | null = null;
   private scanning: Promise<void> = Promise.resolve();
+  private fullScanning: Promise<void> = Promise.resolve();
   private fullScanWanted = false;
   /** The highest seq sent to the backup on this connection; null until it says what it wants. */
   private sentSeq: number | null = null;
@@ -89,6 +90,7 @@ export class FolderSource {
     this.dirWatchers.close();
     await this.subscription?.unsubscribe().catch(() => undefined);
     await this.scanning.catch(() => undefined);
+    await this.fullScanning.catch(() => undefined);
   }
 
   /** The link to the backup came up or went down: what was sent and not acknowledged is re-sent on request. */
@@ -192,28 +194,38 @@ export class FolderSource {
     }
   }
 
+  /**
+   * Full rescans run in their own lane, so that a rescan of a large tree (a second or more)
+   * never holds back the watcher's small scans; a full scan's findings never overwrite a
+   * newer observation a small scan recorded meanwhile (see recordChanges' `notAfter`).
+   */
   private requestFullScan(): Promise<void> {
+    if (this.fullScanWanted) return this.fullScanning;
     this.fullScanWanted = true;
-    return this.scanDirty();
+    this.fullScanning = this.fullScanning.then(async () => {
+      this.fullScanWanted = false;
+      if (!this.stopped) await this.scan(null);
+    });
+    return this.fullScanning;
   }
 
-  /** Scans are serialized: one at a time, each taking what accumulated meanwhile. */
+  /** Small scans are serialized: one at a time, each taking what accumulated meanwhile. */
   private scanDirty(): Promise<void> {
     this.scanning = this.scanning.then(async () => {
       if (this.stopped) return;
-      const full = this.fullScanWanted;
-      const scope = full ? null : [...this.dirty];
-      this.fullScanWanted = false;
+      const scope = [...this.dirty];
       this.dirty.clear();
-      if (scope !== null && scope.length === 0) return;
+      if (scope.length === 0) return;
       await this.scan(scope);
     });
     return this.scanning;
   }
 
   private async scan(scope: string[] | null): Promise<void> {
+    const startedAt = Date.now();
     try {
       const result = await scanFolder(this.object.source, this.store.entries(this.id), this.filter, scope);
+      if (scope === null) result.changes = result.changes.filter((change) => !this.store.observedSince(this.id, change.path, startedAt));
       if (this.error) {
         this.report.event('folder.recovered', `${this.object.source} is readable again`, { object: this.id });
         this.error = null;
