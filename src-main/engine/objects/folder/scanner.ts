@@ -11,6 +11,29 @@ import { join } from 'node:path';
 import picomatch from 'picomatch';
 import type { EntryType, FolderEntry } from '../object-store.js';
 
+/**
+ * At most this many file-system calls of one scan in flight. Async fs calls share libuv's
+ * small thread pool with replication's own reads, writes, renames and fsyncs; a scan that
+ * queued thousands at once would hold live changes back for a second or more.
+ */
+const ScanConcurrency = 4;
+
+class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active += 1;
+    try {
+      return await task();
+    } finally {
+      this.active -= 1;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
 /** Files we write on the backup while assembling; never replicated. */
 export const TempPrefix = '.understudy-tmp-';
 const SqliteCompanions = ['-wal', '-journal', '-shm'];
@@ -69,7 +92,8 @@ export async function scanFolder(root: string, index: Map<string, FolderEntry>, 
   const disk = new Map<string, DiskEntry>();
   const skipped: Skipped[] = [];
   const roots = scope === null ? [''] : normalizeScope(scope);
-  for (const start of roots) await walk(root, start, disk, excluded, skipped, start === '');
+  const fs = new Limiter(ScanConcurrency);
+  for (const start of roots) await walk(root, start, disk, excluded, skipped, start === '', fs);
 
   const inScope = (path: string) => scope === null || roots.some((r) => r === '' || path === r || path.startsWith(`${r}/`));
   const now = Date.now();
@@ -169,11 +193,20 @@ function typeOf(stat: Stats): EntryType | null {
 }
 
 /** Adds `rel` (and, for a directory, everything below it) to `disk`. */
-async function walk(root: string, rel: string, disk: Map<string, DiskEntry>, excluded: PathFilter, skipped: Skipped[], isRoot: boolean): Promise<void> {
+async function walk(
+  root: string,
+  rel: string,
+  disk: Map<string, DiskEntry>,
+  excluded: PathFilter,
+  skipped: Skipped[],
+  isRoot: boolean,
+  fs: Limiter,
+  siblings: Set<string> | null = null,
+): Promise<void> {
   const abs = rel === '' ? root : join(root, rel);
   let stat: Stats;
   try {
-    stat = await lstat(abs);
+    stat = await fs.run(() => lstat(abs));
   } catch (error) {
     // A missing root is an error, never "everything was deleted": nothing may propagate.
     if (isRoot && rel === '') throw error;
@@ -187,20 +220,21 @@ async function walk(root: string, rel: string, disk: Map<string, DiskEntry>, exc
   if (!type) return;
   if (!isRoot) {
     if (excluded(rel)) return;
-    if (type === 'file' && (await isLiveSqlite(abs, rel, skipped))) return;
-    const linkTarget = type === 'symlink' ? await readlink(abs) : null;
+    if (type === 'file' && (await isLiveSqlite(abs, rel, skipped, fs, siblings))) return;
+    const linkTarget = type === 'symlink' ? await fs.run(() => readlink(abs)) : null;
     disk.set(rel, { path: rel, type, stat, linkTarget });
   }
   if (type !== 'dir') return;
   let names: Buffer[];
   try {
-    names = (await readdir(abs, { encoding: 'buffer' })) as Buffer[];
+    names = (await fs.run(() => readdir(abs, { encoding: 'buffer' }))) as Buffer[];
   } catch (error) {
     skipped.push({ path: rel || '.', reason: 'unreadable', detail: (error as Error).message });
     if (isRoot) throw error;
     return;
   }
   const batch: Promise<void>[] = [];
+  const listed = new Set(names.map((raw) => raw.toString('utf8')));
   for (const raw of names) {
     const name = raw.toString('utf8');
     const child = rel === '' ? name : `${rel}/${name}`;
@@ -208,20 +242,22 @@ async function walk(root: string, rel: string, disk: Map<string, DiskEntry>, exc
       skipped.push({ path: child, reason: 'not-utf8', detail: 'the file name is not valid UTF-8' });
       continue;
     }
-    batch.push(walk(root, child, disk, excluded, skipped, false));
+    batch.push(walk(root, child, disk, excluded, skipped, false, fs, listed));
     if (batch.length >= 64) await Promise.all(batch.splice(0));
   }
   await Promise.all(batch);
 }
 
 /** A database with a live `-wal` or `-journal` cannot be copied as bytes; the SQLite protection handles it. */
-async function isLiveSqlite(abs: string, rel: string, skipped: Skipped[]): Promise<boolean> {
-  if (SqliteCompanions.some((suffix) => abs.endsWith(suffix))) {
-    const base = abs.slice(0, abs.lastIndexOf('-'));
-    if (await exists(base)) return true;
+async function isLiveSqlite(abs: string, rel: string, skipped: Skipped[], fs: Limiter, siblings: Set<string> | null): Promise<boolean> {
+  // With the directory's listing at hand the check costs no system call; a single path checks the disk.
+  const name = abs.slice(abs.lastIndexOf('/') + 1);
+  const present = (other: string) => (siblings ? Promise.resolve(siblings.has(other)) : fs.run(() => exists(abs.slice(0, abs.length - name.length) + other)));
+  if (SqliteCompanions.some((suffix) => name.endsWith(suffix))) {
+    if (await present(name.slice(0, name.lastIndexOf('-')))) return true;
   }
   for (const suffix of ['-wal', '-journal']) {
-    if (await exists(abs + suffix)) {
+    if (await present(name + suffix)) {
       skipped.push({ path: rel, reason: 'excluded-sqlite', detail: `a live SQLite database (${suffix.slice(1)} beside it): protect it with 'understudy protect sqlite'` });
       return true;
     }
