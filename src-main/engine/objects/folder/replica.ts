@@ -379,7 +379,13 @@ export class FolderReplica {
       }
     }
     const reqId = nextReqId++;
-    const assembly = new Assembly(abs, localFd, BlockSize, { mode: entry.mode, uid: entry.uid, gid: entry.gid });
+    let assembly: Assembly;
+    try {
+      assembly = await Assembly.create(abs, localFd, BlockSize, { mode: entry.mode, uid: entry.uid, gid: entry.gid });
+    } catch (error) {
+      if (localFd !== null) closeSync(localFd);
+      throw error;
+    }
     this.fetches.set(reqId, assembly);
     const sent = this.peer.send(
       { t: 'folder.fetch', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: entry.seq }, objectId: this.id, reqId, path: entry.path, blockSize: BlockSize },
