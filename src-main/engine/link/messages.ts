@@ -52,12 +52,8 @@ export const PairMessageSchema = v.variant('t', [
 export type PairMessage = v.InferOutput<typeof PairMessageSchema>;
 
 // --- data channel (ALPN understudy/1) ---------------------------------------------------
-
-/**
- * Every replication message extends this envelope: the sender's epoch travels with each
- * one so that a receiver can refuse anything from a primary that has been superseded.
- */
-export const ReplicationEnvelopeSchema = v.object({ epoch: EpochSchema, position: JournalPositionSchema });
+// Every replication message carries the sender's epoch, so a backup can refuse anything
+// from a primary that has been superseded.
 
 const ObjectIdSchema = v.pipe(v.string(), v.regex(/^[a-z0-9-]{1,64}$/));
 /** A path inside a protected folder as it travels: relative, '/'-separated (checked again where applied). */

@@ -129,14 +129,6 @@ export class ObjectStore {
     return Boolean(this.db.prepare('SELECT 1 FROM folder_entries WHERE object_id = ? AND path = ? AND changed_at >= ?').get(objectId, path, since));
   }
 
-  /** Rows under a directory prefix (not the directory itself). */
-  entriesUnder(objectId: string, dir: string): FolderEntry[] {
-    const rows = this.db
-      .prepare("SELECT * FROM folder_entries WHERE object_id = ? AND path > ? AND path < ?")
-      .all(objectId, `${dir}/`, `${dir}/\uffff`) as EntryRow[];
-    return rows.map(toEntry);
-  }
-
   /** Changes after seq, oldest first. */
   changesAfter(objectId: string, seq: number, limit: number): FolderEntry[] {
     const rows = this.db
