@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pairNodes, run, TestNode, waitFor } from '../support/harness.js';
+import { run, startPair, TestNode, waitPeerUp } from '../support/harness.js';
 import type { EventRecord } from '../../src-main/contract/control.js';
 
 /** The Done-when bound for a down verdict at default settings. */
@@ -17,9 +17,6 @@ function msSince(actionAt: number, event: EventRecord): number {
   return Date.parse(event.at) - actionAt;
 }
 
-async function waitUp(node: TestNode): Promise<void> {
-  await waitFor(`${node.name} to see its peer up`, async () => ((await node.peerState()) === 'up' ? true : undefined), UpAgainWithinMs);
-}
 
 async function hasNft(): Promise<boolean> {
   try {
@@ -35,11 +32,7 @@ describe('failure detection', () => {
   let backup: TestNode;
 
   before(async () => {
-    [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
-    await Promise.all([primary.serve(), backup.serve()]);
-    const paired = await pairNodes(primary, backup);
-    assert.equal(paired.code, 0, paired.stderr);
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    [primary, backup] = await startPair();
   });
   after(async () => {
     await Promise.all([primary?.destroy(), backup?.destroy()]);
@@ -55,7 +48,7 @@ describe('failure detection', () => {
       const down = await survivor.waitForEvent('peer.down', mark, 3000);
       assert.ok(msSince(killedAt, down) < DownWithinMs, `down after ${msSince(killedAt, down)} ms`);
       await victim.serve();
-      await Promise.all([waitUp(survivor), waitUp(victim)]);
+      await Promise.all([waitPeerUp(survivor, UpAgainWithinMs), waitPeerUp(victim, UpAgainWithinMs)]);
     });
 
     test(`SIGSTOP of the ${victimRole}: the other side reports it down within 1 s, then up after SIGCONT`, async () => {
@@ -72,7 +65,7 @@ describe('failure detection', () => {
       } finally {
         victim.signal('SIGCONT');
       }
-      await Promise.all([waitUp(survivor), waitUp(victim)]);
+      await Promise.all([waitPeerUp(survivor, UpAgainWithinMs), waitPeerUp(victim, UpAgainWithinMs)]);
     });
   }
 
@@ -102,7 +95,7 @@ describe('failure detection', () => {
     } finally {
       await run('nft', ['delete', 'table', 'inet', table]);
     }
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    await Promise.all([waitPeerUp(primary, UpAgainWithinMs), waitPeerUp(backup, UpAgainWithinMs)]);
     const status = await primary.status();
     assert.equal(status.node.role, 'primary');
     assert.equal(status.peers.length, 1);
@@ -114,12 +107,8 @@ describe('heartbeats run off the main thread', () => {
   let backup: TestNode;
 
   before(async () => {
-    [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
     // UNDERSTUDY_DEV=1 enables the development command that stalls a node's main thread.
-    await Promise.all([primary.serve([], { UNDERSTUDY_DEV: '1' }), backup.serve()]);
-    const paired = await pairNodes(primary, backup);
-    assert.equal(paired.code, 0, paired.stderr);
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    [primary, backup] = await startPair({ primary: { UNDERSTUDY_DEV: '1' } });
   });
   after(async () => {
     await Promise.all([primary?.destroy(), backup?.destroy()]);

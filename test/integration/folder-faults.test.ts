@@ -15,32 +15,18 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EventRecord, ObjectStatus } from '../../src-main/contract/control.js';
-import { pairNodes, run, sleep, tempDir, TestNode, waitFor } from '../support/harness.js';
-import { manifest, manifestDiff } from '../support/tree.js';
+import { pairNodes, run, sleep, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
+import { findTemps, manifest, manifestDiff } from '../support/tree.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 const Env = { UNDERSTUDY_RESCAN_MS: '1000' };
 const isRoot = process.getuid?.() === 0;
 
-async function waitUp(node: TestNode): Promise<void> {
-  await waitFor(`${node.name} to see its peer up`, async () => ((await node.peerState()) === 'up' ? true : undefined), 15_000);
-}
 
 async function objectStatus(node: TestNode, id: string): Promise<ObjectStatus | undefined> {
   return (await node.status()).objects.find((o) => o.id === id);
 }
 
-function findTemps(root: string): string[] {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name.startsWith('.understudy-tmp-')) found.push(join(dir, entry.name));
-      else if (entry.isDirectory()) walk(join(dir, entry.name));
-    }
-  };
-  walk(root);
-  return found;
-}
 
 /** Every file under root (relative paths), for looking through the versions area. */
 function filesUnder(root: string): string[] {
@@ -70,7 +56,7 @@ describe('folder replication faults', { concurrency: false }, () => {
     await Promise.all([primary.serve([], Env), backup.serve([], Env)]);
     const paired = await pairNodes(primary, backup);
     assert.equal(paired.code, 0, paired.stderr);
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    await Promise.all([waitPeerUp(primary), waitPeerUp(backup)]);
   });
   after(async () => {
     await Promise.all([primary?.destroy(), backup?.destroy()]);
@@ -361,7 +347,7 @@ describe('folder replication faults', { concurrency: false }, () => {
     assert.notEqual(lstatSync(join(target, 'small.txt')).size, 0);
 
     await primary.serve([], Env);
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    await Promise.all([waitPeerUp(primary), waitPeerUp(backup)]);
     await converge(id, source, target, 'the large file to arrive after the restart', 45_000);
     assert.deepEqual(findTemps(target), [], 'no temp files are left behind');
   });

@@ -11,16 +11,13 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ObjectStatus } from '../../src-main/contract/control.js';
-import { pairNodes, sleep, tempDir, TestNode, waitFor } from '../support/harness.js';
-import { manifest, manifestDiff, Random } from '../support/tree.js';
+import { sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
+import { findTemps, manifest, manifestDiff, Random } from '../support/tree.js';
 import { runWorkload } from '../support/workload.js';
 
 const Seed = Number(process.env.UNDERSTUDY_WORKLOAD_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ConvergeMs = 60_000;
 
-async function waitUp(node: TestNode): Promise<void> {
-  await waitFor(`${node.name} to see its peer up`, async () => ((await node.peerState()) === 'up' ? true : undefined), 10_000);
-}
 
 function populate(root: string, random: Random, files: number): void {
   for (let i = 0; i < files; i++) {
@@ -30,17 +27,6 @@ function populate(root: string, random: Random, files: number): void {
   }
 }
 
-function findTemps(root: string): string[] {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name.startsWith('.understudy-tmp-')) found.push(join(dir, entry.name));
-      else if (entry.isDirectory()) walk(join(dir, entry.name));
-    }
-  };
-  walk(root);
-  return found;
-}
 
 describe('folder replication under a randomized workload with kills', { concurrency: false }, () => {
   const random = new Random(Seed);
@@ -80,11 +66,7 @@ describe('folder replication under a randomized workload with kills', { concurre
     source = join(work, 'source');
     target = join(work, 'target');
     mkdirSync(source);
-    [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
-    await Promise.all([primary.serve(), backup.serve()]);
-    const paired = await pairNodes(primary, backup);
-    assert.equal(paired.code, 0, paired.stderr);
-    await Promise.all([waitUp(primary), waitUp(backup)]);
+    [primary, backup] = await startPair();
   });
   after(async () => {
     await Promise.all([primary?.destroy(), backup?.destroy()]);
@@ -120,7 +102,7 @@ describe('folder replication under a randomized workload with kills', { concurre
       await victim.kill();
       runWorkload(source, random, 15); // the primary is down for some of these: the restart's rescan must find them
       await victim.serve();
-      await Promise.all([waitUp(primary), waitUp(backup)]);
+      await Promise.all([waitPeerUp(primary), waitPeerUp(backup)]);
     }
     await converge('the workload to converge');
     assert.deepEqual(findTemps(target), [], 'no temp files are left behind');

@@ -213,6 +213,21 @@ export async function pairNodes(primary: TestNode, backup: TestNode): Promise<Cl
   return backup.cli('pair', '--peer', primary.address, '--code', code);
 }
 
+/** Waits until the node reports its peer up. */
+export async function waitPeerUp(node: TestNode, timeoutMs = 10_000): Promise<void> {
+  await waitFor(`${node.name} to see its peer up`, async () => ((await node.peerState()) === 'up' ? true : undefined), timeoutMs);
+}
+
+/** Two fresh nodes, serving, paired (primary issues the code) and seeing each other up. */
+export async function startPair(serveEnv: { primary?: NodeJS.ProcessEnv; backup?: NodeJS.ProcessEnv } = {}): Promise<[TestNode, TestNode]> {
+  const [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
+  await Promise.all([primary.serve([], serveEnv.primary), backup.serve([], serveEnv.backup)]);
+  const paired = await pairNodes(primary, backup);
+  if (paired.code !== 0) throw new Error(`pairing failed: ${paired.stderr}`);
+  await Promise.all([waitPeerUp(primary), waitPeerUp(backup)]);
+  return [primary, backup];
+}
+
 /** Runs a command (nft, ip...) and resolves with its output; rejects on failure. */
 export function run(command: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {

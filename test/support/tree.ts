@@ -31,6 +31,19 @@ export function manifest(root: string): Map<string, ManifestEntry> {
   return out;
 }
 
+/** Temp files Understudy's backup writes while assembling, anywhere under root (none may be left behind). */
+export function findTemps(root: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.name.startsWith('.understudy-tmp-')) found.push(join(dir, entry.name));
+      else if (entry.isDirectory()) walk(join(dir, entry.name));
+    }
+  };
+  walk(root);
+  return found;
+}
+
 /** The differences between two manifests, as lines for an assertion message (empty: identical). */
 export function manifestDiff(expected: Map<string, ManifestEntry>, actual: Map<string, ManifestEntry>): string[] {
   const lines: string[] = [];
