@@ -12,7 +12,8 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ObjectStatus } from '../../src-main/contract/control.js';
 import { sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
-import { findTemps, manifest, manifestDiff, Random } from '../support/tree.js';
+import { Random } from '../support/random.js';
+import { findTemps, manifest, manifestDiff } from '../support/tree.js';
 import { runWorkload } from '../support/workload.js';
 
 const Seed = Number(process.env.UNDERSTUDY_WORKLOAD_SEED ?? Math.floor(Math.random() * 2 ** 31));

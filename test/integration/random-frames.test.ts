@@ -18,10 +18,11 @@ import { encodeFrame, ProtocolVersion } from '../../src-main/engine/link/frame.j
 import { MaxFrameBytes } from '../../src-main/engine/link/messages.js';
 import { Alpn, clientTlsOptions, HandshakeTimeoutMs, type AlpnProtocol } from '../../src-main/engine/link/tls.js';
 import { pairNodes, TestNode, waitFor } from '../support/harness.js';
-import { inPool, probe, Rng, type ProbeResult } from '../support/wire.js';
+import { Random } from '../support/random.js';
+import { inPool, probe, type ProbeResult } from '../support/wire.js';
 
 const Seed = Number(process.env.UNDERSTUDY_FUZZ_SEED ?? randomInt(2 ** 31));
-const rng = new Rng(Seed);
+const rng = new Random(Seed);
 
 /** Connections from the paired identity, per port and per kind of bad frame. */
 const PairedPerKindPerPort = 250;

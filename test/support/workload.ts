@@ -5,7 +5,7 @@
  */
 import { appendFileSync, chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Random } from './tree.js';
+import type { Random } from './random.js';
 
 const Kinds = ['create', 'create', 'append', 'rewrite', 'truncate', 'rename-file', 'rename-dir', 'delete-file', 'delete-dir', 'editor-save', 'mkdir', 'chmod', 'symlink'] as const;
 

@@ -44,6 +44,11 @@ export interface FolderEntry {
   changedAt: number;
 }
 
+/** A new object's record: nothing sent, applied or acknowledged yet. */
+export function newFolderObject(fields: Pick<ObjectRecord, 'id' | 'side' | 'source' | 'target' | 'excludes'>): ObjectRecord {
+  return { ...fields, kind: 'folder', createdAt: new Date().toISOString(), lastSeq: 0, ackedSeq: 0, initialSeq: null, initialDone: false };
+}
+
 interface ObjectRow {
   id: string;
   kind: 'folder';

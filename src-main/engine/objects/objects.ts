@@ -13,7 +13,7 @@ import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
 import { FolderSource, type SourceOptions } from './folder/source.js';
 import { VersionsArea } from './folder/versions.js';
-import { ObjectStore, type ObjectRecord } from './object-store.js';
+import { newFolderObject, ObjectStore, type ObjectRecord } from './object-store.js';
 import type Database from 'better-sqlite3';
 
 export interface ObjectsOptions {
@@ -82,19 +82,7 @@ export class ProtectedObjects {
         });
       }
     }
-    const object: ObjectRecord = {
-      id: `f-${randomBytes(5).toString('hex')}`,
-      kind: 'folder',
-      side: 'source',
-      source,
-      target,
-      excludes,
-      createdAt: new Date().toISOString(),
-      lastSeq: 0,
-      ackedSeq: 0,
-      initialSeq: null,
-      initialDone: false,
-    };
+    const object = newFolderObject({ id: `f-${randomBytes(5).toString('hex')}`, side: 'source', source, target, excludes });
     this.store.addObject(object);
     this.options.event('folder.protected', `protecting ${source} (to ${target} on the backup) as ${object.id}`, { object: object.id, source, target });
     await this.open(object);
@@ -150,19 +138,7 @@ export class ProtectedObjects {
     }
     if (this.sources.has(message.objectId)) return;
     if (!existing) {
-      const object: ObjectRecord = {
-        id: message.objectId,
-        kind: 'folder',
-        side: 'replica',
-        source: message.source,
-        target: message.target,
-        excludes: [],
-        createdAt: new Date().toISOString(),
-        lastSeq: 0,
-        ackedSeq: 0,
-        initialSeq: null,
-        initialDone: false,
-      };
+      const object = newFolderObject({ id: message.objectId, side: 'replica', source: message.source, target: message.target, excludes: [] });
       this.store.addObject(object);
       this.options.event('folder.replicating', `replicating ${message.source} from the primary into ${message.target}`, { object: object.id });
       await this.open(object);

@@ -8,7 +8,7 @@ import { open, lstat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import watcher from '@parcel/watcher';
-import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
+import type { ObjectRecord, ObjectStore } from '../object-store.js';
 import { BlockHashBytes } from './hash-worker.js';
 import type { Hasher } from './hasher.js';
 import { resolveInside, UnsafePathError } from './paths.js';
@@ -371,4 +371,3 @@ function relative(root: string, abs: string): string | null {
   return abs.slice(root.length + 1);
 }
 
-export type { FolderEntry };
