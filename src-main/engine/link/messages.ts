@@ -80,6 +80,17 @@ export const FolderEntrySchema = v.object({
 
 /** Largest number of entries in one folder.changes message. */
 export const MaxEntriesPerMessage = 500;
+/** Largest number of files one folder.fetch-files request or folder.files reply names. */
+export const MaxFilesPerFetch = 256;
+
+const FetchedFileSchema = v.object({
+  reqId: v.pipe(IntSchema, v.minValue(1)),
+  ok: v.boolean(),
+  size: v.pipe(IntSchema, v.minValue(0)),
+  hash: HashSchema,
+  mtimeMs: v.pipe(v.number(), v.finite()),
+  reason: v.nullable(v.pipe(v.string(), v.maxLength(500))),
+});
 
 export const LinkMessageSchema = v.variant('t', [
   v.object({
@@ -122,6 +133,23 @@ export const LinkMessageSchema = v.variant('t', [
     path: RelativePathSchema,
     blockSize: v.pipe(IntSchema, v.minValue(1024), v.maxValue(1024 * 1024)),
   }),
+  // backup -> primary: send these whole files (the backup has no version of them); small
+  // files travel many to a folder.files reply, others as a folder.fetch would
+  v.object({
+    t: v.literal('folder.fetch-files'),
+    epoch: EpochSchema,
+    position: JournalPositionSchema,
+    objectId: ObjectIdSchema,
+    blockSize: v.pipe(IntSchema, v.minValue(1024), v.maxValue(1024 * 1024)),
+    files: v.pipe(v.array(v.object({ reqId: v.pipe(IntSchema, v.minValue(1)), path: RelativePathSchema })), v.minLength(1), v.maxLength(MaxFilesPerFetch)),
+  }),
+  // primary -> backup: the outcome of several fetches; the body holds the contents of the ok
+  // ones, one after the other, in the order listed
+  v.object({
+    t: v.literal('folder.files'),
+    epoch: EpochSchema,
+    files: v.pipe(v.array(FetchedFileSchema), v.minLength(1), v.maxLength(MaxFilesPerFetch)),
+  }),
   // primary -> backup: block `index` of a fetch (body: its bytes)
   v.object({ t: v.literal('folder.block'), epoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(1)), index: v.pipe(IntSchema, v.minValue(0)) }),
   // primary -> backup: the end of a fetch: the file as read stable, or why not
@@ -149,7 +177,7 @@ export const LinkMessageSchema = v.variant('t', [
 ]);
 
 /** The link messages that carry a binary body. */
-export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block']);
+export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block', 'folder.files']);
 export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 
 // --- heartbeat channel (ALPN understudy-hb/1, its own port) -----------------------------

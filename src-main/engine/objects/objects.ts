@@ -117,7 +117,7 @@ export class ProtectedObjects {
       void this.onAnnounce(message);
       return;
     }
-    if (message.t === 'folder.block' || message.t === 'folder.fetched') {
+    if (message.t === 'folder.block' || message.t === 'folder.fetched' || message.t === 'folder.files') {
       for (const replica of this.replicas.values()) replica.onMessage(message, body);
       return;
     }

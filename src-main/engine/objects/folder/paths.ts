@@ -33,13 +33,15 @@ export function resolveInside(root: string, path: string): string {
 
 /**
  * Makes sure every parent directory of path exists under root as a real directory
- * (creating missing ones with `dirMode`), and returns the absolute path.
+ * (creating missing ones with `dirMode`), and returns the absolute path. Directories in
+ * `knownDirs` were checked moments ago and are not checked again; those checked now are added.
  */
-export async function ensureParents(root: string, path: string, dirMode = 0o755): Promise<string> {
+export async function ensureParents(root: string, path: string, dirMode = 0o755, knownDirs?: Set<string>): Promise<string> {
   const parts = safeComponents(path);
   let current = root;
   for (const part of parts.slice(0, -1)) {
     current = join(current, part);
+    if (knownDirs?.has(current)) continue;
     let stat;
     try {
       stat = await lstat(current);
@@ -47,6 +49,7 @@ export async function ensureParents(root: string, path: string, dirMode = 0o755)
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       try {
         await mkdir(current, { mode: dirMode });
+        knownDirs?.add(current);
         continue;
       } catch (mkdirError) {
         // Another apply created it meanwhile: fine if it is a real directory (checked below).
@@ -56,6 +59,7 @@ export async function ensureParents(root: string, path: string, dirMode = 0o755)
     }
     if (stat.isSymbolicLink()) throw new UnsafePathError(path, `'${current}' is a symlink`);
     if (!stat.isDirectory()) throw new UnsafePathError(path, `'${current}' is not a directory`);
+    knownDirs?.add(current);
   }
   return join(current, parts.at(-1)!);
 }

@@ -4,7 +4,8 @@
  * journal, streams them to the backup within a window, and serves the backup's requests
  * for file blocks from a stable read.
  */
-import { open, lstat } from 'node:fs/promises';
+import { open, lstat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import watcher from '@parcel/watcher';
@@ -25,8 +26,17 @@ export const DefaultRescanMs = 60_000;
 const StreamChunkBytes = 512 * 1024;
 /** Changes sent but not yet acknowledged, at most. */
 const SendWindow = 4000;
+/** Files up to this size travel many to a folder.files reply; larger ones are streamed on their own. */
+const SmallFileBytes = 256 * 1024;
+/** A folder.files reply is sent once it holds this many bytes of contents. */
+const FilesReplyBytes = 4 * 1024 * 1024;
+/** Files of one folder.fetch-files request read at once (the disk gets a queue to work on). */
+const FilesReadAtOnce = 8;
 
 type FetchRequest = Extract<ReplicationMessage, { t: 'folder.fetch' }>;
+type FetchFilesRequest = Extract<ReplicationMessage, { t: 'folder.fetch-files' }>;
+type FetchedFile = Extract<ReplicationMessage, { t: 'folder.files' }>['files'][number];
+type SmallRead = { kind: 'done'; file: FetchedFile; data: Buffer | null } | { kind: 'large'; abs: string; before: Stats };
 
 export interface SourceOptions {
   settleMs?: number;
@@ -114,6 +124,9 @@ export class FolderSource {
         return;
       case 'folder.fetch':
         void this.serveFetch(message, body);
+        return;
+      case 'folder.fetch-files':
+        void this.serveFetchFiles(message);
         return;
       default:
         return;
@@ -290,7 +303,7 @@ export class FolderSource {
    * goes (one read, no block hashes needed), and call it stable only if the file's size,
    * mtime, inode and ctime are the same after the read as before.
    */
-  private async streamWhole(abs: string, before: Stats, request: FetchRequest, fail: (reason: string) => void): Promise<void> {
+  private async streamWhole(abs: string, before: Stats, request: { reqId: number; blockSize: number }, fail: (reason: string) => void): Promise<void> {
     const epoch = this.peer.epoch();
     const whole = createHash('sha256');
     const file = await open(abs, 'r');
@@ -315,6 +328,88 @@ export class FolderSource {
     const after = await lstat(abs);
     if (!sameFile(before, after) || size !== before.size) return void fail('unstable');
     this.peer.send({ t: 'folder.fetched', epoch, reqId: request.reqId, ok: true, size, hash: whole.digest('hex'), mtimeMs: before.mtimeMs, reason: null });
+  }
+
+  /**
+   * Whole files for a backup that has no version of them: small ones are read whole and sent
+   * many to a message (ten thousand small files cost tens of messages, not thirty thousand),
+   * larger ones are streamed as a folder.fetch without block hashes would be.
+   */
+  private async serveFetchFiles(request: FetchFilesRequest): Promise<void> {
+    const epoch = this.peer.epoch();
+    let files: FetchedFile[] = [];
+    let contents: Buffer[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      if (files.length === 0) return;
+      const sent = this.peer.send({ t: 'folder.files', epoch, files }, Buffer.concat(contents, bytes));
+      files = [];
+      contents = [];
+      bytes = 0;
+      if (sent && this.peer.backedUp()) await this.peer.drained();
+    };
+    let next = 0;
+    const worker = async () => {
+      while (next < request.files.length && this.peer.connected()) {
+        const { reqId, path } = request.files[next++]!;
+        const read = await this.readSmall(reqId, path);
+        if (read.kind === 'large') {
+          const fail = (reason: string) => this.peer.send({ t: 'folder.fetched', epoch, reqId, ok: false, size: 0, hash: null, mtimeMs: 0, reason });
+          try {
+            await this.streamWhole(read.abs, read.before, { reqId, blockSize: request.blockSize }, fail);
+          } catch (error) {
+            fail(readFailure(error));
+          }
+          continue;
+        }
+        files.push(read.file);
+        if (read.data) {
+          contents.push(read.data);
+          bytes += read.data.length;
+        }
+        if (bytes >= FilesReplyBytes) await flush();
+      }
+    };
+    await Promise.all(Array.from({ length: FilesReadAtOnce }, worker));
+    await flush();
+  }
+
+  /** Reads a small file whole, through one descriptor (never through a symlink), and calls it stable only if nothing changed meanwhile. */
+  private async readSmall(reqId: number, path: string): Promise<SmallRead> {
+    const failed = (reason: string): SmallRead => ({ kind: 'done', file: { reqId, ok: false, size: 0, hash: null, mtimeMs: 0, reason }, data: null });
+    let abs: string;
+    try {
+      abs = resolveInside(this.object.source, path);
+    } catch (error) {
+      if (error instanceof UnsafePathError) this.report.log.warn({ object: this.id, path }, 'fetch of an unsafe path refused');
+      return failed('refused path');
+    }
+    let file: FileHandle;
+    try {
+      file = await open(abs, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    } catch (error) {
+      return failed((error as NodeJS.ErrnoException).code === 'ELOOP' ? 'gone' : readFailure(error));
+    }
+    try {
+      const before = await file.stat();
+      if (!before.isFile()) return failed('gone');
+      if (before.size > SmallFileBytes) return { kind: 'large', abs, before };
+      const data = Buffer.allocUnsafe(before.size);
+      let size = 0;
+      while (size < data.length) {
+        const { bytesRead } = await file.read(data, size, data.length - size, size);
+        if (bytesRead === 0) break;
+        size += bytesRead;
+      }
+      const after = await file.stat();
+      if (size !== before.size || !sameFile(before, after)) return failed('unstable');
+      const hash = createHash('sha256').update(data).digest('hex');
+      return { kind: 'done', file: { reqId, ok: true, size, hash, mtimeMs: before.mtimeMs, reason: null }, data };
+    } catch (error) {
+      return failed(readFailure(error));
+    } finally {
+      await file.close().catch(() => undefined);
+    }
   }
 
   /** Streams the blocks of a file that differ from the backup's, from a read proven stable. */
@@ -354,10 +449,14 @@ export class FolderSource {
       if (!sameFile(before, after)) return void fail('unstable');
       this.peer.send({ t: 'folder.fetched', epoch, reqId: request.reqId, ok: true, size: hashes.size, hash: hashes.fileHash, mtimeMs: before.mtimeMs, reason: null });
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      fail(code === 'ENOENT' ? 'gone' : `unreadable: ${code ?? (error as Error).message}`);
+      fail(readFailure(error));
     }
   }
+}
+
+function readFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'gone' : `unreadable: ${code ?? (error as Error).message}`;
 }
 
 function sameFile(a: Stats, b: Stats): boolean {
