@@ -121,10 +121,11 @@ async function pair(argv: string[]): Promise<number> {
 async function protect(argv: string[]): Promise<number> {
   const { values, positionals } = parse('protect', argv, { to: { type: 'string' }, exclude: { type: 'string', multiple: true } }, true);
   const [kind, source, ...extra] = positionals;
-  if (kind !== 'folder') throw new UsageError(`protect: what to protect? 'protect folder SRC' (got '${kind ?? ''}')`);
-  if (!source || extra.length > 0) throw new UsageError('protect folder: give exactly one SRC folder');
+  if (kind !== 'folder' && kind !== 'sqlite') throw new UsageError(`protect: what to protect? 'protect folder SRC' or 'protect sqlite SRC' (got '${kind ?? ''}')`);
+  if (!source || extra.length > 0) throw new UsageError(`protect ${kind}: give exactly one SRC ${kind === 'folder' ? 'folder' : 'database file'}`);
+  if (kind === 'sqlite' && values.exclude) throw new UsageError('protect sqlite: --exclude is for folders');
   const result = await call(homeFrom(values), 'object:protect', {
-    kind: 'folder',
+    kind,
     source: resolve(source),
     ...(values.to ? { target: resolve(values.to) } : {}),
     excludes: values.exclude ?? [],

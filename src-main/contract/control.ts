@@ -69,7 +69,7 @@ export interface InitialSyncProgress {
 
 export interface ObjectStatus {
   id: string;
-  kind: 'folder';
+  kind: 'folder' | 'sqlite';
   /** Its path on the node that is primary now. */
   source: string;
   /** Its path on the backup now. */
@@ -85,6 +85,10 @@ export interface ObjectStatus {
   progress: InitialSyncProgress | null;
   /** Paths left out and reported (live SQLite databases, names that are not UTF-8, unreadable files). */
   skipped: number;
+  /** Databases only: the last transaction applied on the backup (0: none yet). */
+  txid?: number;
+  /** Databases only: how changes are captured: tailing the WAL, or page-hash snapshots of a rollback-journal database. */
+  capture?: 'wal' | 'snapshot';
 }
 
 export interface StatusReport {
@@ -123,7 +127,15 @@ export type EventType =
   | 'folder.skipped'
   | 'folder.unsettled'
   | 'folder.refused-path'
-  | 'folder.repaired';
+  | 'folder.repaired'
+  | 'sqlite.protected'
+  | 'sqlite.unprotected'
+  | 'sqlite.replicating'
+  | 'sqlite.in-sync'
+  | 'sqlite.resync'
+  | 'sqlite.diverged'
+  | 'sqlite.error'
+  | 'sqlite.recovered';
 
 export interface PairCodeResult {
   code: string;
@@ -142,8 +154,8 @@ export interface Commands {
   'events:list': { params: { afterId?: number; limit?: number }; result: EventRecord[] };
   /** Starts pushing events on this connection; returns the id of the newest event so far. */
   'events:subscribe': { params: Record<string, never>; result: { lastId: number } };
-  /** Protects a folder (on the primary); waits until it is recorded and its first scan ran. */
-  'object:protect': { params: { kind: 'folder'; source: string; target?: string; excludes?: string[] }; result: ObjectStatus };
+  /** Protects a folder or a SQLite database (on the primary); waits until it is recorded and its capture started. */
+  'object:protect': { params: { kind: 'folder' | 'sqlite'; source: string; target?: string; excludes?: string[] }; result: ObjectStatus };
   /** Stops protecting an object; the backup's copy stays in place. */
   'object:unprotect': { params: { id: string }; result: { id: string } };
   /**

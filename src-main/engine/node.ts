@@ -239,7 +239,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       case 'events:subscribe':
         return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
       case 'object:protect': {
-        const { source, target, excludes } = params as { source: string; target?: string; excludes: string[] };
+        const { kind, source, target, excludes } = params as { kind: 'folder' | 'sqlite'; source: string; target?: string; excludes: string[] };
+        if (kind === 'sqlite') return this.objects!.protectDatabase(this.role, source, target);
         return this.objects!.protectFolder(this.role, source, target, excludes);
       }
       case 'object:unprotect': {

@@ -17,7 +17,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   ),
   'events:subscribe': Empty,
   'object:protect': v.object({
-    kind: v.literal('folder'),
+    kind: v.picklist(['folder', 'sqlite']),
     source: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)),
     target: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))),
     excludes: v.optional(v.array(v.pipe(v.string(), v.maxLength(1000))), []),

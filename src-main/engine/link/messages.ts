@@ -110,6 +110,7 @@ export const LinkMessageSchema = v.variant('t', [
     source: v.pipe(v.string(), v.maxLength(4096)),
     target: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)),
     removed: v.boolean(),
+    kind: v.picklist(['folder', 'sqlite']),
   }),
   // backup -> primary: send me the changes after position.seq
   v.object({ t: v.literal('folder.want'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
@@ -163,6 +164,37 @@ export const LinkMessageSchema = v.variant('t', [
     mtimeMs: v.pipe(v.number(), v.finite()),
     reason: v.nullable(v.pipe(v.string(), v.maxLength(500))),
   }),
+  // backup -> primary: the page hashes of its copy of a database (body: 16 bytes a page, in
+  // parts), after which the primary sends what differs and then every transaction
+  v.object({
+    t: v.literal('sqlite.hashes'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    txid: v.pipe(IntSchema, v.minValue(0)),
+    // numbers the backup's requests; the resync that answers it says so in `basis`
+    request: v.pipe(IntSchema, v.minValue(1)),
+    part: v.pipe(IntSchema, v.minValue(0)),
+    last: v.boolean(),
+  }),
+  // primary -> backup: one transaction (or a resync's differences) in parts (body: pages, each
+  // a 4-byte page number and the page); the last part says the database's size and checksum after it
+  v.object({
+    t: v.literal('sqlite.txn'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    txid: v.pipe(IntSchema, v.minValue(1)),
+    part: v.pipe(IntSchema, v.minValue(0)),
+    last: v.boolean(),
+    pageSize: v.pipe(IntSchema, v.minValue(512), v.maxValue(65536)),
+    dbPages: v.pipe(IntSchema, v.minValue(0)),
+    checksum: v.nullable(v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/))),
+    snapshot: v.boolean(),
+    // a resync: the sqlite.hashes request it was computed against (0 for a WAL transaction)
+    basis: v.pipe(IntSchema, v.minValue(0)),
+    capture: v.picklist(['wal', 'snapshot']),
+  }),
+  // backup -> primary: transaction txid is applied (and whether the state checksum matched)
+  v.object({ t: v.literal('sqlite.ack'), epoch: EpochSchema, objectId: ObjectIdSchema, txid: v.pipe(IntSchema, v.minValue(0)), matched: v.boolean() }),
   // backup -> primary: everything up to position.seq is durably applied
   v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
   // primary -> backup: how far behind the backup is, as the primary measures it
@@ -177,7 +209,7 @@ export const LinkMessageSchema = v.variant('t', [
 ]);
 
 /** The link messages that carry a binary body. */
-export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block', 'folder.files']);
+export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block', 'folder.files', 'sqlite.hashes', 'sqlite.txn']);
 export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 
 // --- heartbeat channel (ALPN understudy-hb/1, its own port) -----------------------------

@@ -9,9 +9,11 @@ import type Database from 'better-sqlite3';
 export type ObjectSide = 'source' | 'replica';
 export type EntryType = 'file' | 'dir' | 'symlink';
 
+export type ObjectKind = 'folder' | 'sqlite';
+
 export interface ObjectRecord {
   id: string;
-  kind: 'folder';
+  kind: ObjectKind;
   side: ObjectSide;
   source: string;
   target: string;
@@ -46,12 +48,16 @@ export interface FolderEntry {
 
 /** A new object's record: nothing sent, applied or acknowledged yet. */
 export function newFolderObject(fields: Pick<ObjectRecord, 'id' | 'side' | 'source' | 'target' | 'excludes'>): ObjectRecord {
-  return { ...fields, kind: 'folder', createdAt: new Date().toISOString(), lastSeq: 0, ackedSeq: 0, initialSeq: null, initialDone: false };
+  return newObject('folder', fields);
+}
+
+export function newObject(kind: ObjectKind, fields: Pick<ObjectRecord, 'id' | 'side' | 'source' | 'target' | 'excludes'>): ObjectRecord {
+  return { ...fields, kind, createdAt: new Date().toISOString(), lastSeq: 0, ackedSeq: 0, initialSeq: null, initialDone: false };
 }
 
 interface ObjectRow {
   id: string;
-  kind: 'folder';
+  kind: ObjectKind;
   side: ObjectSide;
   source: string;
   target: string;
@@ -107,6 +113,11 @@ export class ObjectStore {
       this.db.prepare('DELETE FROM folder_entries WHERE object_id = ?').run(id);
       this.db.prepare('DELETE FROM objects WHERE id = ?').run(id);
     })();
+  }
+
+  /** The last seq (for a database: transaction id) recorded; never goes backwards. */
+  setLastSeq(id: string, seq: number): void {
+    this.db.prepare('UPDATE objects SET last_seq = ? WHERE id = ? AND last_seq < ?').run(seq, id, seq);
   }
 
   setAcked(id: string, seq: number): void {

@@ -3,7 +3,7 @@
  * it keeps as backup. Creates them, routes replication messages to them, and reports them.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
@@ -13,8 +13,24 @@ import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
 import { FolderSource, type SourceOptions } from './folder/source.js';
 import { VersionsArea } from './folder/versions.js';
-import { newFolderObject, ObjectStore, type ObjectRecord } from './object-store.js';
+import { newObject, ObjectStore, type ObjectKind, type ObjectRecord } from './object-store.js';
+import { SqliteReplica } from './sqlite/replica.js';
+import { SqliteSource } from './sqlite/source.js';
 import type Database from 'better-sqlite3';
+
+/** What the node needs of a primary's object, whatever it protects. */
+interface ObjectSource {
+  readonly id: string;
+  stop(): Promise<void>;
+  linkChanged(connected: boolean): void;
+  onMessage(message: ReplicationMessage, body: Buffer): void;
+  status(): ObjectStatus;
+}
+
+/** What the node needs of a backup's copy, whatever it holds. */
+interface ObjectReplica extends ObjectSource {
+  announced(source: string): void;
+}
 
 export interface ObjectsOptions {
   home: string;
@@ -28,8 +44,8 @@ export interface ObjectsOptions {
 export class ProtectedObjects {
   private readonly store: ObjectStore;
   private readonly hasher = new Hasher();
-  private readonly sources = new Map<string, FolderSource>();
-  private readonly replicas = new Map<string, FolderReplica>();
+  private readonly sources = new Map<string, ObjectSource>();
+  private readonly replicas = new Map<string, ObjectReplica>();
   private readonly versionsRoot: string;
 
   constructor(private readonly options: ObjectsOptions) {
@@ -53,16 +69,54 @@ export class ProtectedObjects {
   }
 
   private async open(object: ObjectRecord): Promise<void> {
+    const versions = new VersionsArea(join(this.versionsRoot, object.id));
     if (object.side === 'source') {
-      const source = new FolderSource(object, this.store, this.hasher, this.options.peer, this.reporter(), this.options.source);
+      let source: ObjectSource;
+      if (object.kind === 'sqlite') {
+        const database = new SqliteSource(object, this.store, this.options.peer, this.reporter());
+        database.start();
+        source = database;
+      } else {
+        const folder = new FolderSource(object, this.store, this.hasher, this.options.peer, this.reporter(), this.options.source);
+        await folder.start();
+        source = folder;
+      }
       this.sources.set(object.id, source);
-      await source.start();
       if (this.options.peer.connected()) source.linkChanged(true);
     } else {
-      const replica = new FolderReplica(object, this.store, this.hasher, this.options.peer, this.reporter(), new VersionsArea(join(this.versionsRoot, object.id)), this.options.source?.rescanMs);
+      const replica =
+        object.kind === 'sqlite'
+          ? new SqliteReplica(object, this.store, this.options.peer, this.reporter(), versions)
+          : new FolderReplica(object, this.store, this.hasher, this.options.peer, this.reporter(), versions, this.options.source?.rescanMs);
       this.replicas.set(object.id, replica);
       await replica.start();
     }
+  }
+
+  /** `understudy protect sqlite`: on the primary (or a node not paired yet). */
+  async protectDatabase(role: NodeRole, sourcePath: string, targetPath: string | undefined): Promise<ObjectStatus> {
+    if (role === 'backup' || role === 'witness') {
+      throw new UnderstudyError('usage', `this node is the ${role}`, { hint: 'run protect on the primary' });
+    }
+    const source = resolve(sourcePath);
+    if (!existsSync(source) || !statSync(source).isFile()) {
+      throw new UnderstudyError('usage', `${source} is not a database file`, { hint: 'give the path of an existing SQLite database' });
+    }
+    const problem = sqliteProblem(source);
+    if (problem) throw new UnderstudyError('usage', problem, { hint: 'give the path of a SQLite database file (not its -wal or -shm)' });
+    const target = targetPath ? resolve(targetPath) : source;
+    for (const existing of this.store.listObjects()) {
+      if (existing.side === 'source' && (existing.source === source || (existing.kind === 'folder' && inside(source, existing.source)))) {
+        throw new UnderstudyError('usage', `${source} is already protected (${existing.id}${existing.kind === 'folder' ? `, inside ${existing.source}` : ''})`, {
+          hint: 'protect each database once',
+        });
+      }
+    }
+    const object = newObject('sqlite', { id: `d-${randomBytes(5).toString('hex')}`, side: 'source', source, target, excludes: [] });
+    this.store.addObject(object);
+    this.options.event('sqlite.protected', `protecting the database ${source} (to ${target} on the backup) as ${object.id}`, { object: object.id, source, target });
+    await this.open(object);
+    return this.sources.get(object.id)!.status();
   }
 
   /** `understudy protect folder`: on the primary (or a node not paired yet). */
@@ -82,7 +136,7 @@ export class ProtectedObjects {
         });
       }
     }
-    const object = newFolderObject({ id: `f-${randomBytes(5).toString('hex')}`, side: 'source', source, target, excludes });
+    const object = newObject('folder', { id: `f-${randomBytes(5).toString('hex')}`, side: 'source', source, target, excludes });
     this.store.addObject(object);
     this.options.event('folder.protected', `protecting ${source} (to ${target} on the backup) as ${object.id}`, { object: object.id, source, target });
     await this.open(object);
@@ -99,8 +153,8 @@ export class ProtectedObjects {
     await source!.stop();
     this.sources.delete(id);
     this.store.removeObject(id);
-    this.options.peer.send({ t: 'folder.object', epoch: this.options.peer.epoch(), position: { epoch: this.options.peer.epoch(), seq: 0 }, objectId: id, source: object.source, target: object.target, removed: true });
-    this.options.event('folder.unprotected', `stopped protecting ${object.source}; the backup's copy is left in place`, { object: id });
+    this.options.peer.send({ t: 'folder.object', epoch: this.options.peer.epoch(), position: { epoch: this.options.peer.epoch(), seq: 0 }, objectId: id, source: object.source, target: object.target, removed: true, kind: object.kind });
+    this.options.event(object.kind === 'sqlite' ? 'sqlite.unprotected' : 'folder.unprotected', `stopped protecting ${object.source}; the backup's copy is left in place`, { object: id });
   }
 
   status(): ObjectStatus[] {
@@ -118,7 +172,7 @@ export class ProtectedObjects {
       return;
     }
     if (message.t === 'folder.block' || message.t === 'folder.fetched' || message.t === 'folder.files') {
-      for (const replica of this.replicas.values()) replica.onMessage(message, body);
+      for (const replica of this.replicas.values()) if (replica instanceof FolderReplica) replica.onMessage(message, body);
       return;
     }
     const id = (message as { objectId: string }).objectId;
@@ -138,12 +192,27 @@ export class ProtectedObjects {
     }
     if (this.sources.has(message.objectId)) return;
     if (!existing) {
-      const object = newFolderObject({ id: message.objectId, side: 'replica', source: message.source, target: message.target, excludes: [] });
+      const object = newObject(message.kind, { id: message.objectId, side: 'replica', source: message.source, target: message.target, excludes: [] });
       this.store.addObject(object);
-      this.options.event('folder.replicating', `replicating ${message.source} from the primary into ${message.target}`, { object: object.id });
+      const what: ObjectKind = message.kind;
+      this.options.event(what === 'sqlite' ? 'sqlite.replicating' : 'folder.replicating', `replicating ${what === 'sqlite' ? 'the database ' : ''}${message.source} from the primary into ${message.target}`, { object: object.id });
       await this.open(object);
     }
     this.replicas.get(message.objectId)!.announced(message.source);
+  }
+}
+
+/** Why a file cannot be protected as a database, or null when it looks like one. */
+function sqliteProblem(path: string): string | null {
+  if (/-(wal|shm|journal)$/.test(path)) return `${path} is a SQLite side file, not the database`;
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(16);
+    const read = readSync(fd, head, 0, 16, 0);
+    if (read > 0 && head.subarray(0, read).toString('latin1') !== 'SQLite format 3\0'.slice(0, read)) return `${path} is not a SQLite database (or it is encrypted)`;
+    return null;
+  } finally {
+    closeSync(fd);
   }
 }
 

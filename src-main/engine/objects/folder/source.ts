@@ -107,7 +107,7 @@ export class FolderSource {
   linkChanged(connected: boolean): void {
     this.sentSeq = null;
     if (connected) {
-      this.peer.send({ t: 'folder.object', epoch: this.peer.epoch(), position: this.position(this.object.lastSeq), objectId: this.id, source: this.object.source, target: this.object.target, removed: false });
+      this.peer.send({ t: 'folder.object', epoch: this.peer.epoch(), position: this.position(this.object.lastSeq), objectId: this.id, source: this.object.source, target: this.object.target, removed: false, kind: 'folder' });
     }
   }
 

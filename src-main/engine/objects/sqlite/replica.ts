@@ -1,0 +1,292 @@
+/**
+ * The backup's copy of a protected SQLite database. Pages go in through SQLite's own
+ * locking, never behind its back: a connection on :memory: ATTACHes the copy and writes each
+ * shipped transaction through the sqlite_dbpage virtual table in one SQLite transaction. The
+ * copy is kept in WAL mode with synchronous=FULL, so SQLite's WAL is the redo log: a
+ * transaction is durable (fsync) when it commits, before we acknowledge it, and a crash
+ * mid-way leaves the previous committed state (SQLite rolls the rest back); page writes are
+ * absolute, so applying a transaction twice is harmless. Readers of the copy see one
+ * committed state of the primary or the next, never a mix.
+ */
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { ObjectRecord, ObjectStore } from '../object-store.js';
+import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
+import type { VersionsArea } from '../folder/versions.js';
+import { decodePages } from './page-codec.js';
+import { hashPage, PageHashBytes, PageHashes } from './page-hashes.js';
+
+/** Page hashes sent per sqlite.hashes message. */
+const HashesPerPart = 256 * 1024;
+/** After a failed apply, wait this long before asking the primary to start over. */
+const RetryMs = 2000;
+
+type Incoming = { txid: number; part: number; written: [number, Buffer][] };
+type TxnMessage = Extract<ReplicationMessage, { t: 'sqlite.txn' }>;
+
+export class SqliteReplica {
+  private db: Database.Database | null = null;
+  private insert: Database.Statement | null = null;
+  private hashes = new PageHashes();
+  private incoming: Incoming | null = null;
+  private connected = false;
+  private reported: { state: ObjectState; lagMs: number; pending: number } | null = null;
+  private capture: 'wal' | 'snapshot' = 'wal';
+  private error: string | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  /** Transactions are applied one message at a time, in order (a page-size change needs an await). */
+  private applying: Promise<void> = Promise.resolve();
+  /**
+   * Each time we send our page hashes, everything the primary sent before it answers them is
+   * based on a state we no longer promise to have: until the resync answering our latest
+   * request arrives, other transactions are dropped.
+   */
+  private request = 0;
+  private awaitingResync = true;
+
+  constructor(
+    private object: ObjectRecord,
+    private readonly store: ObjectStore,
+    private readonly peer: PeerChannel,
+    private readonly report: ObjectReporter,
+    private readonly versions: VersionsArea,
+  ) {}
+
+  get id(): string {
+    return this.object.id;
+  }
+
+  /** Prepares the copy: a file at DEST that is not ours (a new object) is moved to the versions area first. */
+  async start(): Promise<void> {
+    mkdirSync(dirname(this.object.target), { recursive: true });
+    if (this.object.lastSeq === 0) {
+      for (const suffix of ['', '-wal', '-shm', '-journal']) {
+        const path = `${this.object.target}${suffix}`;
+        if (existsSync(path) && (suffix !== '' || statSync(path).size > 0)) {
+          const kept = await this.versions.moveAside(path, `database${suffix}`);
+          this.report.log.info({ object: this.id, path, kept }, 'a file already at the target was moved to the versions area');
+        }
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.linkChanged(false);
+    this.close();
+  }
+
+  /** The primary announced the database on a (new) connection: tell it what our copy holds. */
+  announced(source: string): void {
+    this.object = { ...this.object, source };
+    this.connected = true;
+    this.abortIncoming();
+    this.sendHashes();
+  }
+
+  linkChanged(connected: boolean): void {
+    this.connected = connected;
+    if (connected) return;
+    this.abortIncoming();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  onMessage(message: ReplicationMessage, body: Buffer): void {
+    if ('epoch' in message && message.epoch < this.peer.epoch()) return;
+    switch (message.t) {
+      case 'sqlite.txn':
+        this.applying = this.applying.then(() => this.receive(message, body));
+        return;
+      case 'folder.progress':
+        this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
+        return;
+      default:
+        return;
+    }
+  }
+
+  status(): ObjectStatus {
+    const reported = this.reported;
+    return {
+      id: this.id,
+      kind: 'sqlite',
+      source: this.object.source,
+      target: this.object.target,
+      state: this.error ? 'error' : this.connected ? (reported?.state ?? 'catching-up') : 'paused',
+      lagMs: reported?.lagMs ?? 0,
+      pending: reported?.pending ?? 0,
+      error: this.error,
+      progress: null,
+      skipped: 0,
+      txid: this.object.lastSeq,
+      capture: this.capture,
+    };
+  }
+
+  // --- the copy ----------------------------------------------------------------------------
+
+  private open(): Database.Database {
+    if (this.db) return this.db;
+    // Writing page 1 through a connection whose main schema is the copy makes SQLite re-read
+    // a half-written schema: the copy is attached to a connection on :memory: instead.
+    const db = new Database(':memory:');
+    // better-sqlite3's defensive mode makes sqlite_dbpage read-only.
+    db.unsafeMode(true);
+    db.prepare('ATTACH DATABASE ? AS replica').run(this.object.target);
+    if (Number(db.pragma('replica.page_count', { simple: true })) > 0) this.useWal(db);
+    this.db = db;
+    this.insert = db.prepare("INSERT INTO sqlite_dbpage(pgno, data, schema) VALUES (?, ?, 'replica')");
+    return db;
+  }
+
+  private useWal(db: Database.Database): void {
+    db.pragma('replica.journal_mode = WAL');
+    db.pragma('replica.synchronous = FULL');
+  }
+
+  private close(): void {
+    try {
+      this.db?.close();
+    } catch {
+      // already closed
+    }
+    this.db = null;
+    this.insert = null;
+  }
+
+  /** Hashes every page of the copy (as it is on disk now) and sends them to the primary. */
+  private sendHashes(): void {
+    try {
+      const db = this.open();
+      const hashes = new PageHashes();
+      for (const row of db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica')").iterate() as Iterable<{ pgno: number; data: Buffer }>) {
+        hashes.setHash(row.pgno, hashPage(row.pgno, row.data));
+      }
+      this.hashes = hashes;
+    } catch (error) {
+      this.failed(`cannot read the copy ${this.object.target}: ${(error as Error).message}`);
+      return;
+    }
+    this.request += 1;
+    this.awaitingResync = true;
+    const all = this.hashes.toBuffer();
+    const parts = Math.max(1, Math.ceil(all.length / (HashesPerPart * PageHashBytes)));
+    for (let part = 0; part < parts; part++) {
+      const body = all.subarray(part * HashesPerPart * PageHashBytes, (part + 1) * HashesPerPart * PageHashBytes);
+      this.peer.send({ t: 'sqlite.hashes', epoch: this.peer.epoch(), objectId: this.id, txid: this.object.lastSeq, request: this.request, part, last: part === parts - 1 }, body);
+    }
+  }
+
+  private async receive(message: TxnMessage, body: Buffer): Promise<void> {
+    if (!this.connected || this.retryTimer) return;
+    if (message.part === 0 && this.awaitingResync) {
+      if (!message.snapshot || message.basis !== this.request) return;
+      this.awaitingResync = false;
+    }
+    if (this.awaitingResync) return;
+    try {
+      if (message.part === 0 && !(await this.begin(message))) return;
+      else if (!this.incoming || this.incoming.txid !== message.txid || this.incoming.part + 1 !== message.part) {
+        throw new Error(`part ${message.part} of transaction ${message.txid} arrived out of order`);
+      }
+      const incoming = this.incoming!;
+      incoming.part = message.part;
+      for (const [pgno, data] of decodePages(body, message.pageSize)) {
+        const page = pgno === 1 ? keepWalMode(data) : data;
+        this.insert!.run(pgno, page);
+        incoming.written.push([pgno, hashPage(pgno, page)]);
+      }
+      if (message.last) this.commit(message);
+    } catch (error) {
+      this.abortIncoming();
+      this.failed(`applying transaction ${message.txid} to ${this.object.target} failed: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+
+  /** False when the transaction cannot go into this copy (the primary was asked to start over). */
+  private async begin(message: TxnMessage): Promise<boolean> {
+    this.abortIncoming();
+    const db = this.open();
+    const pages = Number(db.pragma('replica.page_count', { simple: true }));
+    const pageSize = Number(db.pragma('replica.page_size', { simple: true }));
+    if (pages > 0 && pageSize !== message.pageSize) {
+      // A copy with another page size cannot take these pages: start a new file (the old one is kept as a version).
+      this.close();
+      for (const suffix of ['', '-wal', '-shm']) {
+        const path = `${this.object.target}${suffix}`;
+        if (existsSync(path)) await this.versions.moveAside(path, `database${suffix}`);
+      }
+      this.hashes = new PageHashes();
+      this.open();
+      // The primary's differences were against the old file: ask again from an empty copy.
+      this.sendHashes();
+      return false;
+    }
+    if (Number(db.pragma('replica.page_count', { simple: true })) === 0) db.pragma(`replica.page_size = ${message.pageSize}`);
+    db.exec('BEGIN IMMEDIATE');
+    this.incoming = { txid: message.txid, part: -1, written: [] };
+    this.capture = message.capture;
+    return true;
+  }
+
+  private commit(message: TxnMessage): void {
+    const db = this.db!;
+    const incoming = this.incoming!;
+    const before = Number(db.pragma('replica.page_count', { simple: true }));
+    if (message.dbPages < before) this.insert!.run(message.dbPages + 1, null); // a NULL page truncates from there
+    const wasEmpty = this.hashes.pages === 0;
+    db.exec('COMMIT');
+    this.incoming = null;
+    // The first transaction into an empty file was written in rollback-journal mode; reopen so
+    // that this connection, like every reader, now uses WAL (page 1 says so).
+    if (wasEmpty) {
+      this.close();
+      this.useWal(this.open());
+    }
+    for (const [pgno, hash] of incoming.written) this.hashes.setHash(pgno, hash);
+    this.hashes.truncate(message.dbPages);
+    this.object = { ...this.object, lastSeq: message.txid };
+    this.store.setLastSeq(this.id, message.txid);
+    const matched = message.checksum === this.hashes.checksum();
+    this.peer.send({ t: 'sqlite.ack', epoch: this.peer.epoch(), objectId: this.id, txid: message.txid, matched });
+    if (this.error) {
+      this.error = null;
+      this.report.event('sqlite.recovered', `${this.object.target}: applying transactions works again`, { object: this.id });
+    }
+    if (!matched) {
+      this.report.event('sqlite.diverged', `${this.object.target} does not match the primary after transaction ${message.txid} (state checksum differs); asking for a resync`, { object: this.id, txid: message.txid });
+      this.sendHashes();
+    }
+  }
+
+  private abortIncoming(): void {
+    this.incoming = null;
+    try {
+      if (this.db?.inTransaction) this.db.exec('ROLLBACK');
+    } catch {
+      // nothing to roll back
+    }
+  }
+
+  /** Reported once; after a pause the primary is asked to start over from what the copy holds. */
+  private failed(message: string): void {
+    if (this.error !== message) this.report.event('sqlite.error', `${message}; retrying`, { object: this.id });
+    this.error = message;
+    this.close();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.connected) this.sendHashes();
+    }, RetryMs);
+  }
+}
+
+/** The copy stays in WAL mode (header bytes 18 and 19 = 2) whatever the primary's journal mode. */
+function keepWalMode(page: Buffer): Buffer {
+  if (page[18] === 2 && page[19] === 2) return page;
+  const copy = Buffer.from(page);
+  copy[18] = 2;
+  copy[19] = 2;
+  return copy;
+}

@@ -1,0 +1,571 @@
+/**
+ * The primary's side of a protected SQLite database, captured without touching the
+ * application: for a WAL database we tail the WAL from our own process (whole committed
+ * transactions only, salts and checksums verified) while a guard read transaction keeps the
+ * WAL from being reset under us; a rollback-journal database is captured by snapshots under
+ * a read transaction, shipping only the pages whose hashes changed.
+ *
+ * Safety rule: the only way to ship something that is not a WAL transaction read in order
+ * is a resync — a consistent snapshot compared page by page with what the backup has. Any
+ * WAL reset is treated that way (we never infer that a reset was harmless), and so are a
+ * database replaced under its path, a backup that fell too far behind, and a checksum
+ * mismatch reported by the backup.
+ */
+import Database from 'better-sqlite3';
+import { openSync, readSync, closeSync, statSync } from 'node:fs';
+import type { ObjectRecord, ObjectStore } from '../object-store.js';
+import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
+import { PageHashes, hashPage } from './page-hashes.js';
+import { encodePages } from './page-codec.js';
+import { sameGeneration, startOf, WalFile, type WalPosition, type WalTransaction } from './wal.js';
+
+/** How often the WAL (or a rollback database's change counter) is looked at. @default 2 ms */
+export const DefaultPollMs = 2;
+/** Once caught up and the WAL is this big, we let it be checkpointed and reset (then resync). */
+const CheckpointWalBytes = 64 * 1024 * 1024;
+/** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
+const MaxWalBytesBehind = 512 * 1024 * 1024;
+/** Pages of a resync sent per message. */
+const PartBytes = 4 * 1024 * 1024;
+/** Pages read per step of a snapshot, between which the event loop runs. */
+const SnapshotStepPages = 2048;
+/** A rollback-journal database is snapshotted at most this often while it keeps changing. */
+const SnapshotEveryMs = 20;
+const SqliteMagic = Buffer.from('SQLite format 3\0', 'latin1');
+
+type Capture = 'wal' | 'snapshot';
+type Phase = 'idle' | 'awaiting-hashes' | 'syncing' | 'tailing' | 'behind';
+
+export class SqliteSource {
+  private writer: Database.Database | null = null;
+  private guard: Database.Database | null = null;
+  private wal: WalFile;
+  private capture: Capture = 'wal';
+  private position: WalPosition | null = null;
+  /** Page hashes of the state shipped so far (what the backup will have once it applied everything sent). */
+  private shipped: PageHashes | null = null;
+  private txid: number;
+  private ackedTxid: number;
+  /** When each unacknowledged transaction was seen committed on the primary (wall ms). */
+  private readonly unacked = new Map<number, number>();
+  private phase: Phase = 'idle';
+  private hashParts: Buffer[] = [];
+  private pollTimer: NodeJS.Timeout | null = null;
+  private progressTimer: NodeJS.Timeout | null = null;
+  private error: string | null = null;
+  private identity: { dev: number; ino: number } | null = null;
+  private changeCounter: Buffer | null = null;
+  private lastSnapshotAt = 0;
+  private syncing: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private initialStartedAt = Date.now();
+  /** The backup's latest sqlite.hashes request: our resyncs say which one they answer. */
+  private basis = 0;
+
+  constructor(
+    private object: ObjectRecord,
+    private readonly store: ObjectStore,
+    private readonly peer: PeerChannel,
+    private readonly report: ObjectReporter,
+    private readonly pollMs = DefaultPollMs,
+  ) {
+    this.wal = new WalFile(`${object.source}-wal`);
+    this.txid = object.lastSeq;
+    this.ackedTxid = object.ackedSeq;
+  }
+
+  get id(): string {
+    return this.object.id;
+  }
+
+  /** Opens the database; a database that cannot be opened is reported, and retried at each connection. */
+  start(): void {
+    this.initialStartedAt = Date.now();
+    this.openDatabase();
+    this.progressTimer = setInterval(() => this.sendProgress(), 1000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.progressTimer) clearInterval(this.progressTimer);
+    this.stopPolling();
+    await this.syncing.catch(() => undefined);
+    this.closeDatabase();
+  }
+
+  linkChanged(connected: boolean): void {
+    this.stopPolling();
+    this.releaseGuard();
+    this.hashParts = [];
+    this.unacked.clear();
+    this.phase = connected ? 'awaiting-hashes' : 'idle';
+    if (!connected) return;
+    if (!this.writer) this.openDatabase();
+    // The backup answers with the hashes of its copy; everything starts from there.
+    this.peer.send({ t: 'folder.object', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: this.txid }, objectId: this.id, source: this.object.source, target: this.object.target, removed: false, kind: 'sqlite' });
+  }
+
+  onMessage(message: ReplicationMessage, body: Buffer): void {
+    switch (message.t) {
+      case 'sqlite.hashes': {
+        if (message.part === 0) this.hashParts = [];
+        this.hashParts.push(body);
+        if (!message.last) return;
+        const baseline = PageHashes.fromBuffer(Buffer.concat(this.hashParts));
+        this.hashParts = [];
+        this.basis = message.request;
+        // Transaction ids keep growing across restarts of either side.
+        this.txid = Math.max(this.txid, message.txid);
+        this.ackedTxid = Math.max(this.ackedTxid, message.txid);
+        this.unacked.clear();
+        this.requestSync(baseline, 'the backup connected');
+        return;
+      }
+      case 'sqlite.ack':
+        this.acknowledge(message.txid);
+        return;
+      default:
+        return;
+    }
+  }
+
+  status(): ObjectStatus {
+    // Insertion order is txid order: the first entry is the oldest.
+    const oldest = this.unacked.size > 0 ? this.unacked.values().next().value! : null;
+    return {
+      id: this.id,
+      kind: 'sqlite',
+      source: this.object.source,
+      target: this.object.target,
+      state: this.state(),
+      lagMs: oldest === null ? 0 : Math.max(0, Date.now() - oldest),
+      pending: this.unacked.size,
+      error: this.error,
+      progress: null,
+      skipped: 0,
+      txid: this.ackedTxid,
+      capture: this.capture,
+    };
+  }
+
+  private state(): ObjectStatus['state'] {
+    if (this.error) return 'error';
+    if (!this.object.initialDone) return 'initial-sync';
+    if (this.phase === 'idle') return 'paused';
+    if (this.unacked.size === 0 && this.phase === 'tailing') return 'in-sync';
+    return 'catching-up';
+  }
+
+  private acknowledge(txid: number): void {
+    if (txid > this.ackedTxid) {
+      this.ackedTxid = txid;
+      this.store.setAcked(this.id, txid);
+    }
+    for (const id of [...this.unacked.keys()]) if (id <= txid) this.unacked.delete(id);
+    if (!this.object.initialDone && this.phase === 'tailing' && this.unacked.size === 0) {
+      this.object.initialDone = true;
+      this.store.setInitial(this.id, { initialDone: true });
+      this.report.event('sqlite.in-sync', `initial sync of ${this.object.source} is complete`, { object: this.id, ms: Date.now() - this.initialStartedAt });
+    }
+  }
+
+  private sendProgress(): void {
+    if (!this.peer.connected()) return;
+    const status = this.status();
+    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending });
+  }
+
+  // --- the database ---------------------------------------------------------------------
+
+  private openDatabase(): void {
+    try {
+      checkIsSqlite(this.object.source);
+      // Our connections never checkpoint on their own (wal_autocheckpoint=0): when the WAL is
+      // checkpointed and reset is the one thing we must know about.
+      this.writer = new Database(this.object.source, { fileMustExist: true, timeout: 0 });
+      this.writer.pragma('wal_autocheckpoint = 0');
+      this.guard = new Database(this.object.source, { fileMustExist: true, timeout: 0 });
+      this.guard.pragma('wal_autocheckpoint = 0');
+      // Reading the journal mode also proves the file is readable (not encrypted, not locked).
+      this.capture = this.journalMode() === 'wal' ? 'wal' : 'snapshot';
+      const stat = statSync(this.object.source);
+      this.identity = { dev: stat.dev, ino: stat.ino };
+      this.recovered();
+    } catch (error) {
+      this.closeDatabase();
+      this.fail(describeOpenError(this.object.source, error));
+    }
+  }
+
+  private closeDatabase(): void {
+    this.releaseGuard();
+    for (const db of [this.writer, this.guard]) {
+      try {
+        db?.close();
+      } catch {
+        // closing twice, or a connection that failed half-open
+      }
+    }
+    this.writer = null;
+    this.guard = null;
+    this.wal.close();
+  }
+
+  private journalMode(): string {
+    return String(this.writer!.pragma('journal_mode', { simple: true })).toLowerCase();
+  }
+
+  private fail(message: string): void {
+    if (this.error === message) return;
+    this.error = message;
+    this.report.event('sqlite.error', `${message}; nothing is replicated until it is fixed`, { object: this.id });
+  }
+
+  private recovered(): void {
+    if (!this.error) return;
+    this.error = null;
+    this.report.event('sqlite.recovered', `${this.object.source} can be read again`, { object: this.id });
+  }
+
+  private releaseGuard(): void {
+    try {
+      if (this.guard?.inTransaction) this.guard.exec('COMMIT');
+    } catch {
+      // the connection is gone
+    }
+  }
+
+  /** Starts a read transaction on the guard connection: its snapshot is the state now. */
+  private takeGuard(): void {
+    this.releaseGuard();
+    this.guard!.exec('BEGIN');
+    this.guard!.prepare('SELECT count(*) FROM sqlite_master').pluck().get();
+  }
+
+  // --- resync: a consistent snapshot compared page by page ------------------------------
+
+  private requestSync(baseline: PageHashes, reason: string): void {
+    this.stopPolling();
+    this.phase = 'syncing';
+    this.syncing = this.syncing
+      .then(() => this.sync(baseline, reason))
+      .catch((error: unknown) => {
+        // A lost link is no error of the database: the next connection starts a new sync.
+        if (error instanceof LinkLost || !this.peer.connected() || this.stopped) return;
+        this.fail(describeOpenError(this.object.source, error));
+        this.closeDatabase();
+        // Try again shortly: the database may come back (replaced, unlocked).
+        setTimeout(() => {
+          if (this.stopped || this.phase !== 'syncing' || !this.peer.connected()) return;
+          this.openDatabase();
+          if (this.writer) this.requestSync(this.shipped ?? baseline, 'retry after an error');
+        }, 1000);
+      });
+  }
+
+  private async sync(baseline: PageHashes, reason: string): Promise<void> {
+    if (this.stopped || !this.peer.connected()) return;
+    if (!this.writer || this.databaseReplaced()) {
+      this.closeDatabase();
+      this.openDatabase();
+      if (!this.writer) throw new Error(this.error ?? 'cannot open the database');
+    }
+    await this.snapshotPoint();
+    const startedAt = Date.now();
+    const guard = this.guard!;
+    const pageSize = Number(guard.pragma('page_size', { simple: true }));
+    const pageCount = Number(guard.pragma('page_count', { simple: true }));
+    const read = guard.prepare('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ?');
+    const state = new PageHashes(Math.max(1, pageCount));
+    const txid = this.txid + 1;
+    const basis = this.basis;
+    let part = 0;
+    let batch: [number, Buffer][] = [];
+    let batchBytes = 0;
+    let differing = 0;
+    const flush = async (last: boolean) => {
+      const sent = this.peer.send(
+        { t: 'sqlite.txn', epoch: this.peer.epoch(), objectId: this.id, txid, part: part++, last, pageSize, dbPages: pageCount, checksum: last ? state.checksum() : null, snapshot: true, basis, capture: this.capture },
+        encodePages(batch, pageSize),
+      );
+      batch = [];
+      batchBytes = 0;
+      if (!sent) throw new LinkLost();
+      if (this.peer.backedUp()) await this.peer.drained();
+    };
+    for (let first = 1; first <= pageCount; first += SnapshotStepPages) {
+      for (const row of read.iterate(first, Math.min(pageCount, first + SnapshotStepPages - 1)) as Iterable<{ pgno: number; data: Buffer }>) {
+        const hash = hashPage(row.pgno, row.data);
+        state.setHash(row.pgno, hash);
+        const theirs = baseline.get(row.pgno);
+        if (theirs && theirs.equals(hash)) continue;
+        batch.push([row.pgno, row.data]);
+        batchBytes += row.data.length;
+        differing += 1;
+        if (batchBytes >= PartBytes) await flush(false);
+      }
+      // Let the heartbeat's reports, acks and the control socket in between steps.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this.peer.connected() || this.stopped) throw new LinkLost();
+    }
+    await flush(true);
+    this.txid = txid;
+    this.shipped = state;
+    this.unacked.set(txid, startedAt);
+    this.store.setLastSeq(this.id, txid);
+    this.report.log.info({ object: this.id, txid, pages: pageCount, differing, reason, ms: Date.now() - startedAt }, 'database resync sent');
+    if (reason !== 'the backup connected') {
+      this.report.event('sqlite.resync', `${this.object.source}: ${reason}; compared every page and sent the ${differing} that differed`, { object: this.id, pages: differing });
+    }
+    if (this.capture === 'snapshot') this.releaseGuard();
+    this.phase = 'tailing';
+    this.startPolling();
+  }
+
+  /**
+   * Takes the guard's snapshot at a known WAL position: under a brief write barrier (our own
+   * BEGIN IMMEDIATE, so no one can commit meanwhile) the guard starts its read transaction
+   * and we walk the WAL to its last commit frame. The barrier lasts a few milliseconds.
+   */
+  private async snapshotPoint(): Promise<void> {
+    this.capture = this.journalMode() === 'wal' ? 'wal' : 'snapshot';
+    if (this.capture === 'snapshot') {
+      this.takeGuard();
+      this.changeCounter = readChangeCounter(this.object.source);
+      this.position = null;
+      return;
+    }
+    for (let attempt = 0; ; attempt++) {
+      if (!(await this.barrier())) continue;
+      try {
+        const header = this.wal.header();
+        if (!header) {
+          // An empty WAL pins nothing: write a transaction that changes no byte (user_version
+          // set to itself) so that the generation we follow exists and starts with us.
+          const version = Number(this.writer!.pragma('user_version', { simple: true }));
+          this.writer!.pragma(`user_version = ${version}`);
+          this.writer!.exec('COMMIT');
+          if (attempt > 20) throw new Error('the WAL never got a valid header');
+          continue;
+        }
+        this.takeGuard();
+        let position = startOf(header);
+        for (;;) {
+          const next = this.wal.readAfter(position, 64 * 1024 * 1024);
+          if (next.position.frame === position.frame) break;
+          position = next.position;
+        }
+        this.position = position;
+        return;
+      } finally {
+        if (this.writer!.inTransaction) this.writer!.exec('ROLLBACK');
+      }
+    }
+  }
+
+  /** Our write lock: the application's writers wait (their busy timeout) for a few milliseconds. */
+  private async barrier(): Promise<boolean> {
+    try {
+      this.writer!.exec('BEGIN IMMEDIATE');
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return false;
+    }
+  }
+
+  private databaseReplaced(): boolean {
+    try {
+      const stat = statSync(this.object.source);
+      return !this.identity || stat.ino !== this.identity.ino || stat.dev !== this.identity.dev;
+    } catch {
+      return true;
+    }
+  }
+
+  // --- tailing ---------------------------------------------------------------------------
+
+  private startPolling(): void {
+    if (this.stopped || this.pollTimer) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      try {
+        if (this.poll() && this.phase === 'tailing') this.startPolling();
+      } catch (error) {
+        this.requestSync(this.shipped!, `reading the database failed (${(error as Error).message})`);
+      }
+    }, this.pollMs);
+  }
+
+  private stopPolling(): void {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  /** One look at the database; false when a resync took over. */
+  private poll(): boolean {
+    if (!this.peer.connected() || !this.shipped) return false;
+    if (Date.now() - this.lastSnapshotAt > 1000) {
+      this.lastSnapshotAt = Date.now();
+      if (this.databaseReplaced()) {
+        this.requestSync(this.shipped, 'the database file was replaced under its path');
+        return false;
+      }
+    }
+    if (this.capture === 'snapshot') return this.pollSnapshot();
+    const header = this.wal.header();
+    if (!sameGeneration(this.position!, header)) {
+      this.requestSync(this.shipped, header ? 'the WAL was reset (checkpointed and restarted)' : 'the WAL went away');
+      return false;
+    }
+    if (this.peer.backedUp()) {
+      // The backup is slow: the guard keeps the frames in the WAL, which is our spill area —
+      // up to a bound; past it the WAL may be reset and the backup gets a resync later.
+      if (this.wal.size() > MaxWalBytesBehind && this.phase === 'tailing') {
+        this.phase = 'behind';
+        this.releaseGuard();
+        void this.peer.drained().then(() => {
+          if (this.phase === 'behind' && this.shipped) this.requestSync(this.shipped, 'the backup fell too far behind');
+        });
+        return false;
+      }
+      return true;
+    }
+    const { transactions, position } = this.wal.readAfter(this.position!);
+    this.position = position;
+    if (transactions.length > 0) this.ship(transactions);
+    else if (this.wal.size() > CheckpointWalBytes) this.checkpoint();
+    return true;
+  }
+
+  /** All transactions of one look go as one: the backup's copy moves from one committed state to a later one. */
+  private ship(transactions: WalTransaction[]): void {
+    const pages = new Map<number, Buffer>();
+    for (const transaction of transactions) for (const [pgno, data] of transaction.pages) pages.set(pgno, data);
+    const dbPages = transactions.at(-1)!.dbPages;
+    const state = this.shipped!;
+    state.truncate(dbPages);
+    const kept: [number, Buffer][] = [];
+    for (const [pgno, data] of pages) {
+      if (pgno > dbPages) continue;
+      state.set(pgno, data);
+      kept.push([pgno, data]);
+    }
+    this.sendTransaction(kept, this.position!.pageSize, dbPages, state.checksum());
+  }
+
+  private sendTransaction(pages: [number, Buffer][], pageSize: number, dbPages: number, checksum: string): void {
+    const txid = ++this.txid;
+    const perPart = Math.max(1, Math.floor(PartBytes / pageSize));
+    const parts = Math.max(1, Math.ceil(pages.length / perPart));
+    for (let part = 0; part < parts; part++) {
+      const last = part === parts - 1;
+      this.peer.send(
+        { t: 'sqlite.txn', epoch: this.peer.epoch(), objectId: this.id, txid, part, last, pageSize, dbPages, checksum: last ? checksum : null, snapshot: false, basis: 0, capture: this.capture },
+        encodePages(pages.slice(part * perPart, (part + 1) * perPart), pageSize),
+      );
+    }
+    this.unacked.set(txid, Date.now());
+  }
+
+  /**
+   * Lets the WAL be checkpointed (and then reset by the next writer): the guard lets go for
+   * a PASSIVE checkpoint and is taken again. The reset that follows is not ours to explain
+   * away, so it leads to a resync — rare (every CheckpointWalBytes of WAL) and cheap next to
+   * a WAL that grows without bound.
+   */
+  private checkpoint(): void {
+    this.releaseGuard();
+    try {
+      this.writer!.pragma('wal_checkpoint(PASSIVE)');
+    } finally {
+      this.takeGuard();
+    }
+  }
+
+  /** A rollback-journal database: a new snapshot whenever its change counter moves (at most every SnapshotEveryMs). */
+  private pollSnapshot(): boolean {
+    const counter = readChangeCounter(this.object.source);
+    if (this.changeCounter && counter.equals(this.changeCounter)) return true;
+    if (Date.now() - this.lastChangeSnapshot < SnapshotEveryMs) return true;
+    this.lastChangeSnapshot = Date.now();
+    this.snapshotChanges();
+    return true;
+  }
+
+  private lastChangeSnapshot = 0;
+
+  private snapshotChanges(): void {
+    const guard = this.guard!;
+    guard.exec('BEGIN');
+    try {
+      guard.prepare('SELECT count(*) FROM sqlite_master').pluck().get();
+      // Read inside the read transaction: the counter and the pages are one committed state.
+      const counter = readChangeCounter(this.object.source);
+      const pageSize = Number(guard.pragma('page_size', { simple: true }));
+      const pageCount = Number(guard.pragma('page_count', { simple: true }));
+      const state = this.shipped!;
+      state.truncate(pageCount);
+      const changed: [number, Buffer][] = [];
+      for (const row of guard.prepare('SELECT pgno, data FROM sqlite_dbpage').iterate() as Iterable<{ pgno: number; data: Buffer }>) {
+        if (state.set(row.pgno, row.data)) changed.push([row.pgno, row.data]);
+      }
+      this.changeCounter = counter;
+      if (changed.length > 0 || pageCount !== state.pages) this.sendTransaction(changed, pageSize, pageCount, state.checksum());
+    } finally {
+      if (guard.inTransaction) guard.exec('COMMIT');
+    }
+  }
+}
+
+class LinkLost extends Error {
+  constructor() {
+    super('the link to the backup was lost');
+  }
+}
+
+function checkIsSqlite(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(16);
+    const read = readSync(fd, head, 0, 16, 0);
+    // An empty file is a database SQLite has not written yet; anything else must say so.
+    if (read > 0 && !head.subarray(0, read).equals(SqliteMagic.subarray(0, read))) {
+      throw Object.assign(new Error('not a SQLite database'), { code: 'SQLITE_NOTADB' });
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The rollback-journal change counter (header bytes 24..27), bumped by every commit. */
+function readChangeCounter(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const bytes = Buffer.alloc(4);
+    readSync(fd, bytes, 0, 4, 24);
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One line an admin can act on. */
+export function describeOpenError(path: string, error: unknown): string {
+  const code = (error as { code?: string }).code;
+  switch (code) {
+    case 'ENOENT':
+      return `${path} does not exist`;
+    case 'EACCES':
+    case 'EPERM':
+      return `${path} cannot be read (permission denied)`;
+    case 'SQLITE_NOTADB':
+      return `${path} is not a SQLite database (or it is encrypted)`;
+    case 'SQLITE_BUSY':
+    case 'SQLITE_LOCKED':
+      return `${path} is locked by another process (exclusive locking mode?)`;
+    default:
+      return `${path} cannot be read: ${(error as Error).message}`;
+  }
+}

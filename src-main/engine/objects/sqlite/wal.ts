@@ -1,0 +1,160 @@
+/**
+ * Reads a SQLite write-ahead log the way SQLite itself decides what is in it: a 32-byte
+ * header (magic, page size, salts, checksum) and frames of a 24-byte header plus one page.
+ * A frame counts only when its salts match the header's and its checksum continues the
+ * running checksum; a transaction counts only up to its commit frame (commit size > 0).
+ * Reading stops at the first frame that fails, never at the end of the file: frames of an
+ * older generation stay in the file after a reset.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+
+const WalHeaderBytes = 32;
+const FrameHeaderBytes = 24;
+const MagicLittleEndian = 0x377f0682;
+const MagicBigEndian = 0x377f0683;
+
+/** Where we are in a WAL: after `frame` frames of the generation with these salts, with that running checksum. */
+export interface WalPosition {
+  salt1: number;
+  salt2: number;
+  pageSize: number;
+  bigEndian: boolean;
+  /** Frames consumed (the last one a commit frame, or 0). */
+  frame: number;
+  checksum: [number, number];
+}
+
+export interface WalHeader {
+  pageSize: number;
+  bigEndian: boolean;
+  salt1: number;
+  salt2: number;
+  checksum: [number, number];
+}
+
+/** One committed transaction read from the WAL: its pages (latest version of each) and the database size after it. */
+export interface WalTransaction {
+  pages: Map<number, Buffer>;
+  /** Database size in pages after the commit. */
+  dbPages: number;
+}
+
+/**
+ * SQLite's WAL checksum: pairs of 32-bit words, native order chosen by the magic number.
+ * `data.length` must be a multiple of 8.
+ */
+export function walChecksum(data: Buffer, bigEndian: boolean, start: [number, number]): [number, number] {
+  let s1 = start[0];
+  let s2 = start[1];
+  if (bigEndian) {
+    for (let i = 0; i < data.length; i += 8) {
+      s1 = (s1 + data.readUInt32BE(i) + s2) >>> 0;
+      s2 = (s2 + data.readUInt32BE(i + 4) + s1) >>> 0;
+    }
+  } else {
+    for (let i = 0; i < data.length; i += 8) {
+      s1 = (s1 + data.readUInt32LE(i) + s2) >>> 0;
+      s2 = (s2 + data.readUInt32LE(i + 4) + s1) >>> 0;
+    }
+  }
+  return [s1, s2];
+}
+
+/** The header of a WAL, or null when the file is empty, short or not a valid WAL header. */
+export function parseWalHeader(bytes: Buffer): WalHeader | null {
+  if (bytes.length < WalHeaderBytes) return null;
+  const magic = bytes.readUInt32BE(0);
+  if (magic !== MagicLittleEndian && magic !== MagicBigEndian) return null;
+  const bigEndian = magic === MagicBigEndian;
+  const rawPageSize = bytes.readUInt32BE(8);
+  const pageSize = rawPageSize === 1 ? 65536 : rawPageSize;
+  if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return null;
+  const checksum = walChecksum(bytes.subarray(0, 24), bigEndian, [0, 0]);
+  if (checksum[0] !== bytes.readUInt32BE(24) || checksum[1] !== bytes.readUInt32BE(28)) return null;
+  return { pageSize, bigEndian, salt1: bytes.readUInt32BE(16), salt2: bytes.readUInt32BE(20), checksum };
+}
+
+/** The position at the start of a WAL generation (no frame consumed yet). */
+export function startOf(header: WalHeader): WalPosition {
+  return { salt1: header.salt1, salt2: header.salt2, pageSize: header.pageSize, bigEndian: header.bigEndian, frame: 0, checksum: header.checksum };
+}
+
+export function sameGeneration(position: WalPosition, header: WalHeader | null): boolean {
+  return header !== null && header.salt1 === position.salt1 && header.salt2 === position.salt2 && header.pageSize === position.pageSize;
+}
+
+/** An open WAL file, read with positioned reads (the file is written by others meanwhile). */
+export class WalFile {
+  private fd: number | null = null;
+
+  constructor(readonly path: string) {}
+
+  /** The current header, or null when there is no WAL or no valid header. */
+  header(): WalHeader | null {
+    const fd = this.open();
+    if (fd === null) return null;
+    const bytes = Buffer.alloc(WalHeaderBytes);
+    const read = readSync(fd, bytes, 0, WalHeaderBytes, 0);
+    return parseWalHeader(bytes.subarray(0, read));
+  }
+
+  /** Size of the WAL file in bytes (0 when there is none). */
+  size(): number {
+    const fd = this.open();
+    return fd === null ? 0 : fstatSync(fd).size;
+  }
+
+  /**
+   * The committed transactions after `from`, reading at most `maxBytes` of frames. Returns
+   * them with the position after the last commit frame read; frames of a transaction whose
+   * commit frame is not there yet are left for the next call.
+   */
+  readAfter(from: WalPosition, maxBytes = 16 * 1024 * 1024): { transactions: WalTransaction[]; position: WalPosition } {
+    const fd = this.open();
+    const transactions: WalTransaction[] = [];
+    if (fd === null) return { transactions, position: from };
+    const frameBytes = FrameHeaderBytes + from.pageSize;
+    const available = fstatSync(fd).size - WalHeaderBytes - from.frame * frameBytes;
+    const frames = Math.floor(Math.min(available, maxBytes) / frameBytes);
+    if (frames <= 0) return { transactions, position: from };
+    const chunk = Buffer.allocUnsafe(frames * frameBytes);
+    const read = readSync(fd, chunk, 0, chunk.length, WalHeaderBytes + from.frame * frameBytes);
+    let position = from;
+    let checksum = from.checksum;
+    let pending = new Map<number, Buffer>();
+    for (let i = 0; i < Math.floor(read / frameBytes); i++) {
+      const frame = chunk.subarray(i * frameBytes, (i + 1) * frameBytes);
+      const pgno = frame.readUInt32BE(0);
+      const commitSize = frame.readUInt32BE(4);
+      if (pgno === 0 || frame.readUInt32BE(8) !== from.salt1 || frame.readUInt32BE(12) !== from.salt2) break;
+      checksum = walChecksum(frame.subarray(0, 8), from.bigEndian, checksum);
+      checksum = walChecksum(frame.subarray(FrameHeaderBytes), from.bigEndian, checksum);
+      if (checksum[0] !== frame.readUInt32BE(16) || checksum[1] !== frame.readUInt32BE(20)) break;
+      // A copy: the chunk is large and transactions may be kept a while.
+      pending.set(pgno, Buffer.from(frame.subarray(FrameHeaderBytes)));
+      if (commitSize > 0) {
+        transactions.push({ pages: pending, dbPages: commitSize });
+        pending = new Map();
+        position = { ...from, frame: from.frame + i + 1, checksum };
+      }
+    }
+    return { transactions, position };
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  /** Opens the WAL lazily: it does not exist while the database has no connection in WAL mode. */
+  private open(): number | null {
+    if (this.fd !== null) return this.fd;
+    try {
+      this.fd = openSync(this.path, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    return this.fd;
+  }
+}
