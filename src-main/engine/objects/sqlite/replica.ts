@@ -19,6 +19,8 @@ import { hashPage, PageHashBytes, PageHashes } from './page-hashes.js';
 
 /** Page hashes sent per sqlite.hashes message. */
 const HashesPerPart = 256 * 1024;
+/** Pages hashed per step (the event loop runs in between). */
+const HashStepPages = 2048;
 /** After a failed apply, wait this long before asking the primary to start over. */
 const RetryMs = 2000;
 
@@ -35,6 +37,7 @@ export class SqliteReplica {
   private capture: 'wal' | 'snapshot' = 'wal';
   private error: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  private txidPersistedAt = 0;
   /** Transactions are applied one message at a time, in order (a page-size change needs an await). */
   private applying: Promise<void> = Promise.resolve();
   /**
@@ -73,6 +76,7 @@ export class SqliteReplica {
 
   async stop(): Promise<void> {
     this.linkChanged(false);
+    this.store.setLastSeq(this.id, this.object.lastSeq);
     this.close();
   }
 
@@ -155,19 +159,32 @@ export class SqliteReplica {
     this.insert = null;
   }
 
-  /** Hashes every page of the copy (as it is on disk now) and sends them to the primary. */
+  /** Hashes every page of the copy (as it is on disk now) and sends them to the primary; transactions wait meanwhile. */
   private sendHashes(): void {
+    this.awaitingResync = true;
+    this.applying = this.applying.then(() => this.hashAndSend());
+  }
+
+  private async hashAndSend(): Promise<void> {
+    if (!this.connected) return;
     try {
       const db = this.open();
       const hashes = new PageHashes();
-      for (const row of db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica')").iterate() as Iterable<{ pgno: number; data: Buffer }>) {
-        hashes.setHash(row.pgno, hashPage(row.pgno, row.data));
+      const pages = Number(db.pragma('replica.page_count', { simple: true }));
+      const read = db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica') WHERE pgno BETWEEN ? AND ?");
+      // In steps, so that a large copy does not hold the node's main thread for seconds.
+      for (let first = 1; first <= pages; first += HashStepPages) {
+        for (const row of read.iterate(first, first + HashStepPages - 1) as Iterable<{ pgno: number; data: Buffer }>) {
+          hashes.setHash(row.pgno, hashPage(row.pgno, row.data));
+        }
+        await new Promise((resolve) => setImmediate(resolve));
       }
       this.hashes = hashes;
     } catch (error) {
       this.failed(`cannot read the copy ${this.object.target}: ${(error as Error).message}`);
       return;
     }
+    if (!this.connected) return;
     this.request += 1;
     this.awaitingResync = true;
     const all = this.hashes.toBuffer();
@@ -247,7 +264,12 @@ export class SqliteReplica {
     for (const [pgno, hash] of incoming.written) this.hashes.setHash(pgno, hash);
     this.hashes.truncate(message.dbPages);
     this.object = { ...this.object, lastSeq: message.txid };
-    this.store.setLastSeq(this.id, message.txid);
+    // The node's store fsyncs each write: the applied txid is recorded at most every 200 ms
+    // (it only numbers transactions; the copy itself is the truth, compared by hashes on connect).
+    if (Date.now() - this.txidPersistedAt >= 200) {
+      this.txidPersistedAt = Date.now();
+      this.store.setLastSeq(this.id, message.txid);
+    }
     const matched = message.checksum === this.hashes.checksum();
     this.peer.send({ t: 'sqlite.ack', epoch: this.peer.epoch(), objectId: this.id, txid: message.txid, matched });
     if (this.error) {

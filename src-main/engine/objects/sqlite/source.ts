@@ -87,6 +87,7 @@ export class SqliteSource {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.store.setLastSeq(this.id, this.txid);
     if (this.progressTimer) clearInterval(this.progressTimer);
     this.stopPolling();
     await this.syncing.catch(() => undefined);
@@ -335,16 +336,20 @@ export class SqliteSource {
       this.position = null;
       return;
     }
+    let pinned = false;
     for (let attempt = 0; ; attempt++) {
       if (!(await this.barrier())) continue;
       try {
         const header = this.wal.header();
-        if (!header) {
-          // An empty WAL pins nothing: write a transaction that changes no byte (user_version
-          // set to itself) so that the generation we follow exists and starts with us.
+        if (!header || !pinned) {
+          // A read transaction pins the WAL only while its snapshot includes frames that are
+          // not checkpointed yet; after a checkpoint (or with no WAL at all) it pins nothing.
+          // So first a transaction that changes no byte — user_version set to its own value —
+          // gives the WAL a fresh frame for the guard's snapshot to hold on to.
           const version = Number(this.writer!.pragma('user_version', { simple: true }));
           this.writer!.pragma(`user_version = ${version}`);
           this.writer!.exec('COMMIT');
+          pinned = true;
           if (attempt > 20) throw new Error('the WAL never got a valid header');
           continue;
         }
@@ -467,6 +472,16 @@ export class SqliteSource {
       );
     }
     this.unacked.set(txid, Date.now());
+    this.persistTxid();
+  }
+
+  private txidPersistedAt = 0;
+
+  /** Transaction ids survive a restart; written at most every 200 ms (each write is an fsync of the node's store). */
+  private persistTxid(): void {
+    if (Date.now() - this.txidPersistedAt < 200) return;
+    this.txidPersistedAt = Date.now();
+    this.store.setLastSeq(this.id, this.txid);
   }
 
   /**
