@@ -1,16 +1,34 @@
 /**
- * Hashing off the main thread: block hashes (first 16 bytes of SHA-256 per block) and the
- * SHA-256 of the whole file, in one pass, reading in large chunks so a 1 GiB file is never
- * held in memory.
+ * File work off the main thread, reading in large chunks so a 1 GiB file is never held in
+ * memory: block hashes (first 16 bytes of SHA-256 per block) and the SHA-256 of the whole
+ * file in one pass; and the last step of a delta — copying the unchanged blocks of the
+ * backup's version into the new one, then hashing the result.
  */
 import { parentPort } from 'node:worker_threads';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 
 export interface HashJob {
   id: number;
+  kind?: 'hash';
   path: string;
   blockSize: number;
+}
+
+/**
+ * Fill the blocks of `temp` not marked in `received` from `local`, then hash temp's `size`
+ * bytes. Both are descriptors the main thread opened (descriptors belong to the process, so
+ * the worker can use them) and keeps open until the reply: the backup's version is read as
+ * it was when it was hashed, even if it is renamed or replaced meanwhile.
+ */
+export interface FillJob {
+  id: number;
+  kind: 'fill';
+  temp: number;
+  local: number;
+  blockSize: number;
+  size: number;
+  received: Uint8Array;
 }
 
 export type HashReply =
@@ -50,10 +68,42 @@ function hashFile(job: HashJob): HashReply {
   }
 }
 
-parentPort?.on('message', (job: HashJob) => {
+function fill(job: FillJob): HashReply {
+  const { temp, local } = job;
+  {
+    const blocks = Math.ceil(job.size / job.blockSize);
+    const chunk = Buffer.allocUnsafe(Math.max(ChunkBytes - (ChunkBytes % job.blockSize), job.blockSize));
+    const perChunk = chunk.length / job.blockSize;
+    for (let block = 0; block < blocks; ) {
+      if (job.received[block]) {
+        block += 1;
+        continue;
+      }
+      // A run of blocks the primary said are unchanged: one read and one write.
+      let run = 1;
+      while (run < perChunk && block + run < blocks && !job.received[block + run]) run += 1;
+      const at = block * job.blockSize;
+      const want = Math.min(run * job.blockSize, job.size - at);
+      const read = readSync(local, chunk, 0, want, at);
+      if (read < want) return { id: job.id, ok: false, code: 'ESHORT', message: 'the local version is shorter than its hashes said' };
+      for (let done = 0; done < read; ) done += writeSync(temp, chunk, done, read - done, at + done);
+      block += run;
+    }
+    const whole = createHash('sha256');
+    for (let offset = 0; offset < job.size; ) {
+      const read = readSync(temp, chunk, 0, Math.min(chunk.length, job.size - offset), offset);
+      if (read === 0) break;
+      whole.update(chunk.subarray(0, read));
+      offset += read;
+    }
+    return { id: job.id, ok: true, size: fstatSync(temp).size, mtimeMs: 0, ino: 0, fileHash: whole.digest('hex'), blocks: new Uint8Array(0) };
+  }
+}
+
+parentPort?.on('message', (job: HashJob | FillJob) => {
   let reply: HashReply;
   try {
-    reply = hashFile(job);
+    reply = job.kind === 'fill' ? fill(job) : hashFile(job);
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     reply = { id: job.id, ok: false, code: e.code ?? 'EIO', message: e.message };

@@ -1,6 +1,6 @@
 /** The main thread's handle on the hashing worker: one job at a time per worker, queued. */
 import { Worker } from 'node:worker_threads';
-import type { HashJob, HashReply } from './hash-worker.js';
+import type { FillJob, HashJob, HashReply } from './hash-worker.js';
 
 export interface FileHashes {
   size: number;
@@ -38,6 +38,18 @@ export class Hasher {
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       this.worker.postMessage({ id, path, blockSize } satisfies HashJob);
+    });
+  }
+
+  /**
+   * Completes a delta in the worker: copies the blocks of `local` not marked in `received`
+   * into `temp`, then hashes temp's first `size` bytes. Resolves with temp's size and hash.
+   */
+  fill(job: Omit<FillJob, 'id' | 'kind'>): Promise<FileHashes> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ ...job, id, kind: 'fill' } satisfies FillJob);
     });
   }
 

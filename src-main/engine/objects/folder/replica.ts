@@ -444,7 +444,7 @@ export class FolderReplica {
     const reqId = nextReqId++;
     let assembly: Assembly;
     try {
-      assembly = await Assembly.create(abs, localFd, BlockSize, { mode: entry.mode, uid: entry.uid, gid: entry.gid });
+      assembly = await Assembly.create(abs, localFd === null ? null : { fd: localFd, hasher: this.hasher }, BlockSize, { mode: entry.mode, uid: entry.uid, gid: entry.gid });
     } catch (error) {
       if (localFd !== null) closeSync(localFd);
       throw error;
