@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 const electronOnlyIn = ['src-main/app/**', 'src-main/preload/**', 'src-main/main.ts'];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'out/**', 'node_modules/**', 'src-renderer/dist/**'] },
+  { ignores: ['dist/**', 'out/**', 'node_modules/**', 'src-renderer/dist/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
