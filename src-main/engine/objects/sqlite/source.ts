@@ -21,8 +21,13 @@ import { sameGeneration, startOf, WalFile, type WalPosition, type WalTransaction
 
 /** How often the WAL (or a rollback database's change counter) is looked at. @default 2 ms */
 export const DefaultPollMs = 2;
-/** Once caught up and the WAL is this big, we let it be checkpointed and reset (then resync). */
+/**
+ * Once caught up and the WAL is this big (and at least a quarter of the database), we let it
+ * be checkpointed and reset, then resync: a resync reads the whole database, so it is spread
+ * over at least a quarter of its size in WAL.
+ */
 const CheckpointWalBytes = 64 * 1024 * 1024;
+const CheckpointWalShare = 0.25;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
 const MaxWalBytesBehind = 512 * 1024 * 1024;
 /** Pages of a resync sent per message. */
@@ -440,7 +445,7 @@ export class SqliteSource {
     const { transactions, position } = this.wal.readAfter(this.position!);
     this.position = position;
     if (transactions.length > 0) this.ship(transactions);
-    else if (this.wal.size() > CheckpointWalBytes) this.checkpoint();
+    else if (this.wal.size() > Math.max(CheckpointWalBytes, CheckpointWalShare * this.shipped.pages * this.position!.pageSize)) this.checkpoint();
     return true;
   }
 
