@@ -31,6 +31,7 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   unprotect ID                            stop protecting it (the backup's copy stays)
   status [--json]                         this node, its peers and protected objects
   events [--json] [--limit N]             the event log, oldest first
+  switchover [--json]                     swap the roles (either node): drain, hand over, reverse
   --version                               print the version
 
 Reference: docs/cli.md`;
@@ -67,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
       return unprotect(rest);
     case 'events':
       return events(rest);
+    case 'switchover':
+      return switchover(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -143,6 +146,13 @@ async function unprotect(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('unprotect: give exactly one object id');
   const result = await call(homeFrom(values), 'object:unprotect', { id: positionals[0]! });
   console.log(values.json ? JSON.stringify(result) : `Stopped protecting ${result.id}; the backup's copy is left in place.`);
+  return 0;
+}
+
+async function switchover(argv: string[]): Promise<number> {
+  const { values } = parse('switchover', argv, {});
+  const result = await call(homeFrom(values), 'cluster:switchover', {});
+  console.log(values.json ? JSON.stringify(result) : `Switchover done in ${result.ms} ms; this node is now the ${result.role} (epoch ${result.epoch}).`);
   return 0;
 }
 

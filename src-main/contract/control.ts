@@ -26,6 +26,8 @@ export interface NodeInfo {
   version: string;
   pid: number;
   startedAt: string;
+  /** When this node's role last changed (pairing, switchover), or when it started. */
+  roleSince: string;
 }
 
 export interface RttStats {
@@ -128,6 +130,11 @@ export type EventType =
   | 'folder.unsettled'
   | 'folder.refused-path'
   | 'folder.repaired'
+  | 'switchover.started'
+  | 'switchover.done'
+  | 'switchover.refused'
+  | 'role.promoted'
+  | 'role.demoted'
   | 'sqlite.protected'
   | 'sqlite.unprotected'
   | 'sqlite.replicating'
@@ -164,6 +171,12 @@ export interface Commands {
    * that heartbeats do not depend on it.
    */
   'dev:block-main': { params: { ms: number }; result: { blockedMs: number } };
+  /**
+   * A planned role swap, run on either node; resolves when this node's part is done (on the
+   * primary: stepped down and handed over; on the backup: promoted). Refused with the reason
+   * when the peer is not reachable or not in sync.
+   */
+  'cluster:switchover': { params: Record<string, never>; result: { ms: number; role: NodeRole; epoch: number } };
 }
 
 export type CommandName = keyof Commands;

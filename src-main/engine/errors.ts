@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'pair-failed'
   | 'timeout'
   | 'control-failed'
-  | 'store-failed';
+  | 'store-failed'
+  | 'switchover-refused'
+  | 'switchover-incomplete';
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

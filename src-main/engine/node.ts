@@ -20,6 +20,7 @@ import { PairingCodeBook } from './identity/pairing-code.js';
 import { dialsPeer, PeerLinks, type Hello } from './link/peer-link.js';
 import { Alpn, formatAddress, parseAddress, serverTlsOptions } from './link/tls.js';
 import { Store, type PeerRecord } from './store/store.js';
+import type { LinkMessage } from './link/messages.js';
 import { ProtectedObjects } from './objects/objects.js';
 
 export interface NodeOptions {
@@ -65,6 +66,13 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   /** The paired peer's id (the one peer replication talks to), kept in step by applyPeers. */
   private peerIdCache: string | null = null;
   private readonly peerSockets = new Set<TLSSocket>();
+  private roleSince: Date;
+  private switching = false;
+  /** A switchover run on this backup, waiting for the primary's handover or refusal. */
+  private readonly switchoverRequests = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextSwitchoverRequest = 1;
+  /** A handover sent and not yet confirmed: sent again whenever the link comes back. */
+  private pendingHandover: number | null = null;
 
   private constructor(
     readonly home: string,
@@ -82,6 +90,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     const saved = store.nodeSettings();
     this.role = saved.role;
     this.epoch = saved.epoch;
+    this.roleSince = this.startedAt;
   }
 
   /** Starts a node on its home; fails with a clear error and leaves nothing running. */
@@ -131,7 +140,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       this.log.info({ peer: peerId, reason }, 'data link disconnected');
       this.objects?.linkChanged(false);
     });
-    this.links.on('message', (_peerId, message, body) => this.objects?.onMessage(message, body));
+    this.links.on('message', (peerId, message, body) => {
+      if (isRoleMessage(message)) void this.onRoleMessage(peerId, message);
+      else this.objects?.onMessage(message, body);
+    });
 
     const links = this.links;
     // Asked for every block sent: the peer's id is cached rather than read from the store.
@@ -250,6 +262,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       }
       case 'dev:block-main':
         return blockMainThread((params as { ms: number }).ms);
+      case 'cluster:switchover':
+        return this.switchover();
       default:
         return assertNever(command, 'command');
     }
@@ -267,6 +281,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         version: Version,
         pid: process.pid,
         startedAt: isoTime(this.startedAt),
+        roleSince: isoTime(this.roleSince),
       },
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
       objects: this.objects?.status() ?? [],
@@ -379,7 +394,165 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private onLinkConnected(peerId: string, hello: Hello): void {
     this.log.info({ peer: peerId, role: hello.role, epoch: hello.epoch }, 'data link connected');
     this.store.updatePeerSeen(peerId, { name: hello.name, role: hello.role });
+    if (hello.role === 'primary' && this.role === 'primary' && hello.epoch > this.epoch) {
+      // The peer became primary in a later epoch: this node stops acting as primary at once.
+      void this.changeRole('backup', hello.epoch, peerId, `'${hello.name}' is primary in epoch ${hello.epoch}`);
+      return;
+    }
+    if (this.pendingHandover !== null && hello.epoch < this.pendingHandover) {
+      this.links?.send(peerId, { t: 'role.handover', epoch: this.epoch, newEpoch: this.pendingHandover, reqId: 0 });
+    }
     this.objects?.linkChanged(true);
+  }
+
+  // --- roles --------------------------------------------------------------------------------
+
+  /**
+   * A planned switchover. On the primary: refuse unless the backup is up and in sync; drain
+   * every object; step down (nothing is captured or shipped as primary from here on) and
+   * persist the new epoch; then hand over — the backup promotes in that epoch. At no moment
+   * do both nodes act as primary. On the backup: ask the primary and wait for the handover.
+   */
+  private async switchover(): Promise<{ ms: number; role: NodeRole; epoch: number }> {
+    const started = performance.now();
+    const peer = this.pairedPeer();
+    if (!peer || (this.role !== 'primary' && this.role !== 'backup')) {
+      throw new UnderstudyError('usage', 'this node is not paired', { hint: 'pair two nodes first' });
+    }
+    if (this.switching) throw new UnderstudyError('switchover-refused', 'a switchover is already running', { hint: 'wait for it to finish' });
+    if (!this.links?.isConnected(peer.id) || this.runtime.get(peer.id)?.state !== 'up') {
+      throw this.refuse(`'${peer.name}' is not reachable`, 'switch over when both nodes are up');
+    }
+    this.switching = true;
+    try {
+      if (this.role === 'backup') {
+        await this.askForHandover(peer.id);
+      } else {
+        await this.handOver(peer);
+      }
+      return { ms: Math.round(performance.now() - started), role: this.role, epoch: this.epoch };
+    } finally {
+      this.switching = false;
+    }
+  }
+
+  private refuse(reason: string, hint: string): UnderstudyError {
+    this.record('switchover.refused', `switchover refused: ${reason}`, { reason });
+    return new UnderstudyError('switchover-refused', `switchover refused: ${reason}`, { hint });
+  }
+
+  private async handOver(peer: PeerRecord): Promise<void> {
+    const started = performance.now();
+    const behindNow = this.objects!.status().filter((o) => o.state !== 'in-sync' || o.pending > 0);
+    if (behindNow.length > 0) {
+      throw this.refuse(`the backup is not in sync (${behindNow.map((o) => `${o.id}: ${o.state}, ${o.pending} pending`).join('; ')})`, 'wait until status shows every object in-sync');
+    }
+    this.record('switchover.started', `switchover to '${peer.name}' started`, { peer: peer.id });
+    const behind = await this.objects!.drain(5000);
+    if (behind.length > 0) throw this.refuse(`the backup did not catch up within 5 s: ${behind.join('; ')}`, 'try again once changes slow down');
+    const drainedMs = Math.round(performance.now() - started);
+    const newEpoch = this.epoch + 1;
+    await this.changeRole('backup', newEpoch, peer.id, `switchover to '${peer.name}'`);
+    this.pendingHandover = newEpoch;
+    const acked = new Promise<void>((resolve) => (this.handoverAcked = resolve));
+    this.links?.send(peer.id, { t: 'role.handover', epoch: this.epoch, newEpoch, reqId: this.handoverReqId ?? 0 });
+    const confirmed = await Promise.race([acked.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5000))]);
+    if (!confirmed) {
+      throw new UnderstudyError('switchover-incomplete', `this node stepped down, but '${peer.name}' has not confirmed it took over`, {
+        hint: 'the handover is sent again when the link comes back; check status on both nodes',
+      });
+    }
+    this.record('switchover.done', `switchover to '${peer.name}' done in ${Math.round(performance.now() - started)} ms (drained in ${drainedMs} ms); this node is the backup, epoch ${newEpoch}`, {
+      peer: peer.id,
+      ms: Math.round(performance.now() - started),
+      drainedMs,
+      epoch: newEpoch,
+    });
+  }
+
+  private handoverAcked: (() => void) | null = null;
+  private handoverReqId: number | null = null;
+
+  private askForHandover(peerId: string): Promise<void> {
+    const reqId = this.nextSwitchoverRequest++;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.switchoverRequests.delete(reqId);
+        reject(new UnderstudyError('timeout', 'the primary did not hand over within 15 s', { hint: "see 'understudy events' on both nodes" }));
+      }, 15_000);
+      this.switchoverRequests.set(reqId, {
+        resolve: () => (clearTimeout(timer), resolve()),
+        reject: (error) => (clearTimeout(timer), reject(error)),
+      });
+      if (!this.links?.send(peerId, { t: 'role.switchover', epoch: this.epoch, reqId })) {
+        this.switchoverRequests.delete(reqId);
+        clearTimeout(timer);
+        reject(this.refuse('the data link to the primary is down', 'switch over when both nodes are up'));
+      }
+    });
+  }
+
+  private async onRoleMessage(peerId: string, message: RoleMessage): Promise<void> {
+    switch (message.t) {
+      case 'role.switchover': {
+        if (this.role !== 'primary' || this.switching) {
+          this.links?.send(peerId, { t: 'role.refused', epoch: this.epoch, reqId: message.reqId, reason: this.switching ? 'a switchover is already running' : 'this node is not the primary' });
+          return;
+        }
+        const peer = this.pairedPeer();
+        if (!peer) return;
+        this.switching = true;
+        this.handoverReqId = message.reqId;
+        try {
+          await this.handOver(peer);
+        } catch (error) {
+          if (this.role === 'primary') this.links?.send(peerId, { t: 'role.refused', epoch: this.epoch, reqId: message.reqId, reason: (error as Error).message });
+        } finally {
+          this.switching = false;
+          this.handoverReqId = null;
+        }
+        return;
+      }
+      case 'role.refused': {
+        const request = this.switchoverRequests.get(message.reqId);
+        this.switchoverRequests.delete(message.reqId);
+        request?.reject(new UnderstudyError('switchover-refused', message.reason.replace(/^switchover refused: /, 'switchover refused by the primary: '), { hint: 'see the primary\'s events' }));
+        return;
+      }
+      case 'role.handover': {
+        if (message.newEpoch > this.epoch && this.role !== 'witness') {
+          await this.changeRole('primary', message.newEpoch, peerId, 'handed over by the primary');
+        }
+        if (this.role === 'primary' && this.epoch === message.newEpoch) this.links?.send(peerId, { t: 'role.handover-ack', epoch: this.epoch });
+        const request = this.switchoverRequests.get(message.reqId);
+        this.switchoverRequests.delete(message.reqId);
+        request?.resolve();
+        return;
+      }
+      case 'role.handover-ack':
+        if (message.epoch === this.pendingHandover) {
+          this.pendingHandover = null;
+          this.handoverAcked?.();
+          this.handoverAcked = null;
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Persists the new role and epoch (fsync) before acting on them, then reverses every object. */
+  private async changeRole(role: 'primary' | 'backup', epoch: number, peerId: string, why: string): Promise<void> {
+    const previous = this.role;
+    this.store.setRoles({ role, epoch }, { id: peerId, role: role === 'primary' ? 'backup' : 'primary' });
+    this.role = role;
+    this.epoch = epoch;
+    this.roleSince = new Date();
+    this.heartbeat?.setEpoch(epoch);
+    const started = performance.now();
+    await this.objects?.reverse(role);
+    const type: EventType = role === 'primary' ? 'role.promoted' : 'role.demoted';
+    this.record(type, `this node is now the ${role} (was ${previous}), epoch ${epoch}: ${why}`, { role, previous, epoch, reverseMs: Math.round(performance.now() - started) });
   }
 
   private hello(): Hello {
@@ -466,4 +639,10 @@ function blockMainThread(ms: number): { blockedMs: number } {
 
 function toContractEvent(stored: { id: number; at: string; type: string; message: string; data: Record<string, unknown> | null }): EventRecord {
   return { ...(stored.data ?? {}), id: stored.id, at: stored.at, type: stored.type as EventType, message: stored.message };
+}
+
+type RoleMessage = Extract<LinkMessage, { t: `role.${string}` }>;
+
+function isRoleMessage(message: { t: string }): message is RoleMessage {
+  return message.t.startsWith('role.');
 }

@@ -23,6 +23,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
     excludes: v.optional(v.array(v.pipe(v.string(), v.maxLength(1000))), []),
   }),
   'object:unprotect': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
+  'cluster:switchover': Empty,
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 

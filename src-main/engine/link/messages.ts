@@ -195,6 +195,14 @@ export const LinkMessageSchema = v.variant('t', [
   }),
   // backup -> primary: transaction txid is applied (and whether the state checksum matched)
   v.object({ t: v.literal('sqlite.ack'), epoch: EpochSchema, objectId: ObjectIdSchema, txid: v.pipe(IntSchema, v.minValue(0)), matched: v.boolean() }),
+  // backup -> primary: `switchover` was run on the backup: please hand over
+  v.object({ t: v.literal('role.switchover'), epoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(1)) }),
+  // primary -> backup: a switchover request refused, and why
+  v.object({ t: v.literal('role.refused'), epoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(1)), reason: v.pipe(v.string(), v.maxLength(500)) }),
+  // primary -> backup: the primary has stepped down (everything drained and acknowledged): be primary in newEpoch
+  v.object({ t: v.literal('role.handover'), epoch: EpochSchema, newEpoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(0)) }),
+  // backup -> primary: promoted in epoch
+  v.object({ t: v.literal('role.handover-ack'), epoch: EpochSchema }),
   // backup -> primary: everything up to position.seq is durably applied
   v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
   // primary -> backup: how far behind the backup is, as the primary measures it

@@ -115,6 +115,20 @@ export class ObjectStore {
     })();
   }
 
+  /**
+   * The roles swapped: the object's side flips and source and target trade places (the
+   * source is always the path on the primary). A new source starts in sync at its last seq:
+   * a switchover drained everything before handing over.
+   */
+  reverse(id: string): void {
+    this.db
+      .prepare(
+        `UPDATE objects SET side = CASE side WHEN 'source' THEN 'replica' ELSE 'source' END, source = target, target = source,
+           acked_seq = last_seq, initial_seq = last_seq, initial_done = 1 WHERE id = ?`,
+      )
+      .run(id);
+  }
+
   /** The last seq (for a database: transaction id) recorded; never goes backwards. */
   setLastSeq(id: string, seq: number): void {
     this.db.prepare('UPDATE objects SET last_seq = ? WHERE id = ? AND last_seq < ?').run(seq, id, seq);

@@ -18,8 +18,8 @@ import { SqliteReplica } from './sqlite/replica.js';
 import { SqliteSource } from './sqlite/source.js';
 import type Database from 'better-sqlite3';
 
-/** What the node needs of a primary's object, whatever it protects. */
-interface ObjectSource {
+/** What the node needs of any protected object, on either side. */
+interface ProtectedObject {
   readonly id: string;
   stop(): Promise<void>;
   linkChanged(connected: boolean): void;
@@ -27,8 +27,14 @@ interface ObjectSource {
   status(): ObjectStatus;
 }
 
-/** What the node needs of a backup's copy, whatever it holds. */
-interface ObjectReplica extends ObjectSource {
+/** A primary's object. */
+interface ObjectSource extends ProtectedObject {
+  /** Captures whatever changed up to now (a switchover drains after it). */
+  flush(): Promise<void>;
+}
+
+/** A backup's copy. */
+interface ObjectReplica extends ProtectedObject {
   announced(source: string): void;
 }
 
@@ -155,6 +161,36 @@ export class ProtectedObjects {
     this.store.removeObject(id);
     this.options.peer.send({ t: 'folder.object', epoch: this.options.peer.epoch(), position: { epoch: this.options.peer.epoch(), seq: 0 }, objectId: id, source: object.source, target: object.target, removed: true, kind: object.kind });
     this.options.event(object.kind === 'sqlite' ? 'sqlite.unprotected' : 'folder.unprotected', `stopped protecting ${object.source}; the backup's copy is left in place`, { object: id });
+  }
+
+  /**
+   * A switchover's drain: captures what changed up to now and waits until the backup has
+   * applied and acknowledged all of it. Resolves with the objects still behind (empty: drained).
+   */
+  async drain(timeoutMs: number): Promise<string[]> {
+    await Promise.all([...this.sources.values()].map((source) => source.flush()));
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const behind = [...this.sources.values()].map((source) => source.status()).filter((status) => status.state !== 'in-sync' || status.pending > 0);
+      if (behind.length === 0 || performance.now() >= deadline) return behind.map((status) => `${status.id} (${status.state}, ${status.pending} pending)`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
+   * The roles swapped: every object reopens on its other side — this node's copies become
+   * the sources when it is primary, and the other way round.
+   */
+  async reverse(role: 'primary' | 'backup'): Promise<void> {
+    const side = role === 'primary' ? 'source' : 'replica';
+    for (const source of this.sources.values()) await source.stop();
+    for (const replica of this.replicas.values()) await replica.stop();
+    this.sources.clear();
+    this.replicas.clear();
+    for (const object of this.store.listObjects()) {
+      if (object.side !== side) this.store.reverse(object.id);
+      await this.open(this.store.getObject(object.id)!);
+    }
   }
 
   status(): ObjectStatus[] {

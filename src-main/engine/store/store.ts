@@ -147,6 +147,15 @@ export class Store {
     })();
   }
 
+  /** A role change (switchover, promotion, stepping down): this node's role and epoch and the peer's role, durably together. */
+  setRoles(self: { role: NodeRole; epoch: number }, peer: { id: string; role: NodeRole }): void {
+    this.db.transaction(() => {
+      this.setSetting('node.role', self.role);
+      this.setSetting('node.epoch', self.epoch);
+      this.db.prepare('UPDATE peers SET role = ? WHERE id = ?').run(peer.role, peer.id);
+    })();
+  }
+
   updatePeerSeen(peerId: string, fields: { name: string; role: NodeRole }): void {
     this.db.prepare('UPDATE peers SET name = ?, role = ? WHERE id = ?').run(fields.name, fields.role, peerId);
   }

@@ -103,6 +103,13 @@ export class FolderSource {
     await this.fullScanning.catch(() => undefined);
   }
 
+  /** Captures what changed up to now: waits out the watcher's settling, then scans what it reported. */
+  async flush(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, (this.options.settleMs ?? DefaultSettleMs) * 2));
+    await this.scanDirty();
+    await this.scanning;
+  }
+
   /** The link to the backup came up or went down: what was sent and not acknowledged is re-sent on request. */
   linkChanged(connected: boolean): void {
     this.sentSeq = null;

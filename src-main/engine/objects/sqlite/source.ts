@@ -99,6 +99,18 @@ export class SqliteSource {
     this.closeDatabase();
   }
 
+  /** Ships whatever is committed now (a switchover drains after it). */
+  async flush(): Promise<void> {
+    await this.syncing.catch(() => undefined);
+    if (this.phase === 'tailing' && this.shipped) {
+      try {
+        this.poll();
+      } catch {
+        // the next regular poll reports it
+      }
+    }
+  }
+
   linkChanged(connected: boolean): void {
     this.stopPolling();
     this.releaseGuard();
