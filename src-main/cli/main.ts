@@ -32,6 +32,8 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   status [--json]                         this node, its peers and protected objects
   events [--json] [--limit N]             the event log, oldest first
   switchover [--json]                     swap the roles (either node): drain, hand over, reverse
+  hooks set [--start CMD] [--stop CMD] [--check CMD] [--check-failures N] [--timeout MS]
+                                          this node's application hooks ('' clears one)
   --version                               print the version
 
 Reference: docs/cli.md`;
@@ -70,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
       return events(rest);
     case 'switchover':
       return switchover(rest);
+    case 'hooks':
+      return hooks(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -146,6 +150,37 @@ async function unprotect(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('unprotect: give exactly one object id');
   const result = await call(homeFrom(values), 'object:unprotect', { id: positionals[0]! });
   console.log(values.json ? JSON.stringify(result) : `Stopped protecting ${result.id}; the backup's copy is left in place.`);
+  return 0;
+}
+
+async function hooks(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    'hooks',
+    argv,
+    { start: { type: 'string' }, stop: { type: 'string' }, check: { type: 'string' }, 'check-failures': { type: 'string' }, timeout: { type: 'string' } },
+    true,
+  );
+  if (positionals[0] !== 'set' || positionals.length !== 1) throw new UsageError("hooks: 'hooks set [--start CMD] [--stop CMD] [--check CMD] [--check-failures N] [--timeout MS]'");
+  const whole = (name: string, text: string | undefined, min: number) => {
+    if (text === undefined) return undefined;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`hooks set: --${name} must be a whole number of at least ${min} (got '${text}')`);
+    return n;
+  };
+  const checkFailures = whole('check-failures', values['check-failures'], 1);
+  const timeoutMs = whole('timeout', values.timeout, 100);
+  const result = await call(homeFrom(values), 'cluster:hooks-set', {
+    ...(values.start !== undefined ? { start: values.start } : {}),
+    ...(values.stop !== undefined ? { stop: values.stop } : {}),
+    ...(values.check !== undefined ? { check: values.check } : {}),
+    ...(checkFailures !== undefined ? { checkFailures } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+  if (values.json) console.log(JSON.stringify(result));
+  else {
+    for (const name of ['start', 'stop', 'check'] as const) console.log(`${name.padEnd(6)} ${result[name] ?? '(none)'}`);
+    console.log(`check-failures ${result.checkFailures}, timeout ${result.timeoutMs} ms`);
+  }
   return 0;
 }
 

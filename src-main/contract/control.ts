@@ -93,6 +93,17 @@ export interface ObjectStatus {
   capture?: 'wal' | 'snapshot';
 }
 
+/** The application's hooks on one node (see docs/cli.md, `hooks set`). */
+export interface HookConfig {
+  start: string | null;
+  stop: string | null;
+  check: string | null;
+  /** Consecutive failed checks that trigger a switchover. */
+  checkFailures: number;
+  /** Time limit of one run of any hook (ms). */
+  timeoutMs: number;
+}
+
 export interface StatusReport {
   node: NodeInfo;
   peers: PeerStatus[];
@@ -133,6 +144,8 @@ export type EventType =
   | 'switchover.started'
   | 'switchover.done'
   | 'switchover.refused'
+  | 'hook.ran'
+  | 'hook.failed'
   | 'role.promoted'
   | 'role.demoted'
   | 'sqlite.protected'
@@ -177,6 +190,8 @@ export interface Commands {
    * when the peer is not reachable or not in sync.
    */
   'cluster:switchover': { params: Record<string, never>; result: { ms: number; role: NodeRole; epoch: number } };
+  /** Sets this node's application hooks (an empty command clears one); returns them all. */
+  'cluster:hooks-set': { params: Partial<HookConfig>; result: HookConfig };
 }
 
 export type CommandName = keyof Commands;

@@ -21,6 +21,7 @@ import { dialsPeer, PeerLinks, type Hello } from './link/peer-link.js';
 import { Alpn, formatAddress, parseAddress, serverTlsOptions } from './link/tls.js';
 import { Store, type PeerRecord } from './store/store.js';
 import type { LinkMessage } from './link/messages.js';
+import { DefaultHookSettings, runHook, type HookName, type HookSettings } from './cluster/hooks.js';
 import { ProtectedObjects } from './objects/objects.js';
 
 export interface NodeOptions {
@@ -40,6 +41,11 @@ interface PeerRuntime {
   rtt: RttStats | null;
   lastSeenAt: Date | null;
 }
+
+/** How often the check hook runs on the primary. */
+const CheckIntervalMs = 5000;
+/** After a role change, no check-triggered switchover for this long: the roles never ping-pong. */
+const CheckCooldownMs = 10 * 60_000;
 
 /** Repeated refusals from one remote are recorded once a minute, so a flood cannot fill the log. */
 const RefusalEventIntervalMs = 60_000;
@@ -183,6 +189,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     await this.control.start();
 
     this.applyPeers();
+    this.scheduleCheck();
     this.record('node.started', `node '${this.settings.name}' started (${this.role}, epoch ${this.epoch}) on ${this.listenAddress()}`, {
       role: this.role,
       epoch: this.epoch,
@@ -264,6 +271,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         return blockMainThread((params as { ms: number }).ms);
       case 'cluster:switchover':
         return this.switchover();
+      case 'cluster:hooks-set':
+        return this.setHooks(params as Partial<HookSettings>);
       default:
         return assertNever(command, 'command');
     }
@@ -448,11 +457,19 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       throw this.refuse(`the backup is not in sync (${behindNow.map((o) => `${o.id}: ${o.state}, ${o.pending} pending`).join('; ')})`, 'wait until status shows every object in-sync');
     }
     this.record('switchover.started', `switchover to '${peer.name}' started`, { peer: peer.id });
+    // The application stops first, so that what it wrote last is in the drain.
+    if (!(await this.runHook('stop'))) {
+      await this.runHook('start');
+      throw this.refuse('the stop hook failed (the start hook ran again)', "see the hook's output in the events");
+    }
     const behind = await this.objects!.drain(5000);
-    if (behind.length > 0) throw this.refuse(`the backup did not catch up within 5 s: ${behind.join('; ')}`, 'try again once changes slow down');
+    if (behind.length > 0) {
+      await this.runHook('start');
+      throw this.refuse(`the backup did not catch up within 5 s: ${behind.join('; ')}`, 'try again once changes slow down');
+    }
     const drainedMs = Math.round(performance.now() - started);
     const newEpoch = this.epoch + 1;
-    await this.changeRole('backup', newEpoch, peer.id, `switchover to '${peer.name}'`);
+    await this.changeRole('backup', newEpoch, peer.id, `switchover to '${peer.name}'`, { stopHookRan: true });
     this.pendingHandover = newEpoch;
     const acked = new Promise<void>((resolve) => (this.handoverAcked = resolve));
     this.links?.send(peer.id, { t: 'role.handover', epoch: this.epoch, newEpoch, reqId: this.handoverReqId ?? 0 });
@@ -468,6 +485,84 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       drainedMs,
       epoch: newEpoch,
     });
+  }
+
+  // --- hooks ----------------------------------------------------------------------------------
+
+  private hooks(): HookSettings {
+    return { ...DefaultHookSettings, ...(this.store.getSetting<Partial<HookSettings>>('cluster.hooks') ?? {}) };
+  }
+
+  private setHooks(changes: Partial<HookSettings>): HookSettings {
+    const hooks = this.hooks();
+    for (const name of ['start', 'stop', 'check'] as const) {
+      const command = changes[name];
+      if (command !== undefined) hooks[name] = command === null || command.trim() === '' ? null : command;
+    }
+    if (changes.checkFailures !== undefined) hooks.checkFailures = changes.checkFailures;
+    if (changes.timeoutMs !== undefined) hooks.timeoutMs = changes.timeoutMs;
+    this.store.setSetting('cluster.hooks', hooks);
+    this.scheduleCheck();
+    return hooks;
+  }
+
+  /** Runs one hook (if set) and records what it did; resolves true when it succeeded or there is none. */
+  private async runHook(name: HookName): Promise<boolean> {
+    const hooks = this.hooks();
+    const command = hooks[name];
+    if (!command) return true;
+    const result = await runHook(name, command, hooks.timeoutMs, { UNDERSTUDY_ROLE: this.role, UNDERSTUDY_EPOCH: String(this.epoch), UNDERSTUDY_HOME: this.home });
+    const status = result.timedOut ? `timed out after ${hooks.timeoutMs} ms` : result.exitCode === null ? 'could not run' : `exit ${result.exitCode}`;
+    // A passing health check every few seconds would flood the log: only failures and changes are recorded.
+    if (name !== 'check' || !result.ok || this.checkFailures > 0) {
+      this.record(result.ok ? 'hook.ran' : 'hook.failed', `${name} hook ${result.ok ? 'ran' : 'failed'} (${status}, ${result.ms} ms)`, {
+        hook: name,
+        command,
+        exitCode: result.exitCode,
+        timedOut: result.timedOut,
+        ms: result.ms,
+        output: result.output,
+      });
+    }
+    return result.ok;
+  }
+
+  private checkTimer: NodeJS.Timeout | null = null;
+  private checkFailures = 0;
+  /** No check-triggered switchover before this (performance.now()): the roles must not ping-pong. */
+  private checkQuietUntil = 0;
+
+  /** The health probe runs on the primary every CheckIntervalMs; enough failures in a row hand over to the backup. */
+  private scheduleCheck(): void {
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.checkTimer = null;
+    if (this.stopping || !this.hooks().check) return;
+    this.checkTimer = setTimeout(() => void this.runCheck(), CheckIntervalMs);
+    this.checkTimer.unref();
+  }
+
+  private async runCheck(): Promise<void> {
+    if (this.role === 'primary' && !this.switching) {
+      const ok = await this.runHook('check');
+      this.checkFailures = ok ? 0 : this.checkFailures + 1;
+      const limit = this.hooks().checkFailures;
+      if (this.checkFailures >= limit && performance.now() < this.checkQuietUntil) {
+        this.log.warn({ failures: this.checkFailures }, 'health check keeps failing; no automatic switchover during the cool-down after the last role change');
+      }
+      if (this.checkFailures >= limit && performance.now() >= this.checkQuietUntil && this.role === 'primary') {
+        this.checkFailures = 0;
+        this.checkQuietUntil = performance.now() + CheckCooldownMs;
+        this.log.warn({ limit }, 'health check failed repeatedly; switching over');
+        try {
+          await this.switchover();
+        } catch (error) {
+          this.log.warn({ err: (error as Error).message }, 'check-triggered switchover did not happen');
+        }
+      }
+    } else {
+      this.checkFailures = 0;
+    }
+    this.scheduleCheck();
   }
 
   private handoverAcked: (() => void) | null = null;
@@ -542,8 +637,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   }
 
   /** Persists the new role and epoch (fsync) before acting on them, then reverses every object. */
-  private async changeRole(role: 'primary' | 'backup', epoch: number, peerId: string, why: string): Promise<void> {
+  private async changeRole(role: 'primary' | 'backup', epoch: number, peerId: string, why: string, options: { stopHookRan?: boolean } = {}): Promise<void> {
     const previous = this.role;
+    // Stepping down without a switchover (a later primary appeared): the application stops first.
+    if (previous === 'primary' && role === 'backup' && !options.stopHookRan) await this.runHook('stop');
     this.store.setRoles({ role, epoch }, { id: peerId, role: role === 'primary' ? 'backup' : 'primary' });
     this.role = role;
     this.epoch = epoch;
@@ -553,6 +650,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     await this.objects?.reverse(role);
     const type: EventType = role === 'primary' ? 'role.promoted' : 'role.demoted';
     this.record(type, `this node is now the ${role} (was ${previous}), epoch ${epoch}: ${why}`, { role, previous, epoch, reverseMs: Math.round(performance.now() - started) });
+    if (role === 'primary') {
+      // A node that became primary is not switched away again by its own checks at once.
+      this.checkQuietUntil = performance.now() + CheckCooldownMs;
+      await this.runHook('start');
+    }
   }
 
   private hello(): Hello {
@@ -608,6 +710,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   async stop(options: { recordEvent?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    if (this.checkTimer) clearTimeout(this.checkTimer);
     this.links?.stop();
     const server = this.peerServer;
     if (server) {

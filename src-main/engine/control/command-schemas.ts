@@ -24,6 +24,13 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   }),
   'object:unprotect': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
   'cluster:switchover': Empty,
+  'cluster:hooks-set': v.object({
+    start: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
+    stop: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
+    check: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
+    checkFailures: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
+    timeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(600_000))),
+  }),
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 
