@@ -1,5 +1,14 @@
 /** Pages as they travel in a message body: a 4-byte page number, then the page, repeated. */
 
+/**
+ * SQLite's lock-byte page: the page holding byte offset 2^30, which SQLite never uses (its
+ * bytes are the file locks on Windows). sqlite_dbpage reads it as zeros and refuses to write
+ * it, so it is never sent: databases over 1 GiB would otherwise fail to apply.
+ */
+export function lockBytePage(pageSize: number): number {
+  return Math.floor(0x40000000 / pageSize) + 1;
+}
+
 export function encodePages(pages: Iterable<[number, Buffer]>, pageSize: number): Buffer {
   const list = [...pages];
   const body = Buffer.allocUnsafe(list.length * (4 + pageSize));

@@ -48,18 +48,29 @@ describe('PageHashes', () => {
     assert.equal(long.get(6), null);
   });
 
-  it("ignores page 1's journal-mode bytes (the copy stays in WAL mode)", () => {
+  it("ignores page 1's journal-mode bytes, change counter and version fields (SQLite writes its own on each side)", () => {
     const wal = page(7);
     wal[18] = 2;
     wal[19] = 2;
+    wal.writeUInt32BE(31, 24);
+    wal.writeUInt32BE(31, 92);
+    wal.writeUInt32BE(3053002, 96);
     const rollback = page(7);
     rollback[18] = 1;
     rollback[19] = 1;
+    rollback.writeUInt32BE(2, 24);
+    rollback.writeUInt32BE(2, 92);
+    rollback.writeUInt32BE(3040001, 96);
     const a = new PageHashes();
     a.set(1, wal);
     const b = new PageHashes();
     b.set(1, rollback);
     assert.equal(a.checksum(), b.checksum());
+    const schemaChange = page(7);
+    schemaChange[40] = 9; // the schema cookie is content
+    const c = new PageHashes();
+    c.set(1, schemaChange);
+    assert.notEqual(c.checksum(), a.checksum());
   });
 
   it('survives the wire: fromBuffer(toBuffer()) has the same hashes and checksum', () => {

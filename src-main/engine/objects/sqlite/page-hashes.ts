@@ -2,8 +2,11 @@
  * A 16-byte hash of every page of a database, and the state checksum built from them: the
  * XOR of all page hashes, so that a transaction updates it in O(pages it changed) — XOR out
  * a page's old hash, XOR in the new one (the LiteFS idea, with SHA-256 instead of CRC64).
- * Page 1's journal-mode bytes (18 and 19) are left out of its hash: the backup keeps its copy
- * in WAL mode whatever the primary uses, and that must not count as a difference.
+ * Page 1's header fields that SQLite keeps for each file itself are left out of its hash:
+ * the journal-mode bytes (18, 19; the copy stays in WAL mode whatever the primary uses), the
+ * file change counter (24..27) and its version-valid-for copy and the SQLite version number
+ * (92..99) — SQLite on the backup writes its own values there when it commits, whatever
+ * sqlite_dbpage was given — so they must not count as differences.
  */
 import { createHash } from 'node:crypto';
 
@@ -14,9 +17,13 @@ export function hashPage(pgno: number, data: Buffer): Buffer {
   const number = Buffer.allocUnsafe(4);
   number.writeUInt32BE(pgno);
   hash.update(number);
-  if (pgno === 1 && data.length > 20) {
-    hash.update(data.subarray(0, 18));
-    hash.update(data.subarray(20));
+  if (pgno === 1 && data.length >= 100) {
+    const header = Buffer.from(data.subarray(0, 100));
+    header.fill(0, 18, 20);
+    header.fill(0, 24, 28);
+    header.fill(0, 92, 100);
+    hash.update(header);
+    hash.update(data.subarray(100));
   } else {
     hash.update(data);
   }

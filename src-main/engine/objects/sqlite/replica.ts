@@ -14,7 +14,7 @@ import { dirname } from 'node:path';
 import type { ObjectRecord, ObjectStore } from '../object-store.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
 import type { VersionsArea } from '../folder/versions.js';
-import { decodePages } from './page-codec.js';
+import { decodePages, lockBytePage } from './page-codec.js';
 import { hashPage, PageHashBytes, PageHashes } from './page-hashes.js';
 
 /** Page hashes sent per sqlite.hashes message. */
@@ -209,9 +209,11 @@ export class SqliteReplica {
       }
       const incoming = this.incoming!;
       incoming.part = message.part;
+      const lockPage = lockBytePage(message.pageSize);
       for (const [pgno, data] of decodePages(body, message.pageSize)) {
         const page = pgno === 1 ? keepWalMode(data) : data;
-        this.insert!.run(pgno, page);
+        // Never written (see lockBytePage), but hashed as read, the same on both sides.
+        if (pgno !== lockPage) this.insert!.run(pgno, page);
         incoming.written.push([pgno, hashPage(pgno, page)]);
       }
       if (message.last) this.commit(message);

@@ -26,7 +26,7 @@ export const DefaultPollMs = 2;
  * be checkpointed and reset, then resync: a resync reads the whole database, so it is spread
  * over at least a quarter of its size in WAL.
  */
-const CheckpointWalBytes = 64 * 1024 * 1024;
+const CheckpointWalBytes = Number(process.env.UNDERSTUDY_WAL_RESET_BYTES) || 64 * 1024 * 1024;
 const CheckpointWalShare = 0.25;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
 const MaxWalBytesBehind = 512 * 1024 * 1024;
@@ -444,7 +444,8 @@ export class SqliteSource {
     if (this.peer.backedUp()) {
       // The backup is slow: the guard keeps the frames in the WAL, which is our spill area —
       // up to a bound; past it the WAL may be reset and the backup gets a resync later.
-      if (this.wal.size() > MaxWalBytesBehind && this.phase === 'tailing') {
+      const framesBehind = Math.ceil(MaxWalBytesBehind / (this.position!.pageSize + 24));
+      if (this.phase === 'tailing' && this.wal.hasFrameAhead(this.position!, framesBehind)) {
         this.phase = 'behind';
         this.releaseGuard();
         void this.peer.drained().then(() => {
@@ -457,7 +458,7 @@ export class SqliteSource {
     const { transactions, position } = this.wal.readAfter(this.position!);
     this.position = position;
     if (transactions.length > 0) this.ship(transactions);
-    else if (this.wal.size() > Math.max(CheckpointWalBytes, CheckpointWalShare * this.shipped.pages * this.position!.pageSize)) this.checkpoint();
+    else if (walLength(this.position!) > Math.max(CheckpointWalBytes, CheckpointWalShare * this.shipped.pages * this.position!.pageSize)) this.checkpoint();
     return true;
   }
 
@@ -549,6 +550,11 @@ export class SqliteSource {
       if (guard.inTransaction) guard.exec('COMMIT');
     }
   }
+}
+
+/** Bytes of the current WAL generation up to a position (SQLite never shrinks the file itself). */
+function walLength(position: WalPosition): number {
+  return 32 + position.frame * (24 + position.pageSize);
 }
 
 class LinkLost extends Error {

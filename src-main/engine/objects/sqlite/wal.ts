@@ -141,6 +141,20 @@ export class WalFile {
     return { transactions, position };
   }
 
+  /**
+   * Whether the WAL holds a frame of `position`'s generation `frames` frames past it — how a
+   * backup that falls behind is noticed (the file's size says nothing: SQLite reuses the file
+   * after a reset without shrinking it).
+   */
+  hasFrameAhead(position: WalPosition, frames: number): boolean {
+    const fd = this.open();
+    if (fd === null) return false;
+    const header = Buffer.alloc(FrameHeaderBytes);
+    const at = WalHeaderBytes + (position.frame + frames - 1) * (FrameHeaderBytes + position.pageSize);
+    if (readSync(fd, header, 0, FrameHeaderBytes, at) < FrameHeaderBytes) return false;
+    return header.readUInt32BE(0) !== 0 && header.readUInt32BE(8) === position.salt1 && header.readUInt32BE(12) === position.salt2;
+  }
+
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
