@@ -3,7 +3,7 @@
  * it keeps as backup. Creates them, routes replication messages to them, and reports them.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
@@ -111,8 +111,11 @@ export class ProtectedObjects {
     const problem = sqliteProblem(source);
     if (problem) throw new UnderstudyError('usage', problem, { hint: 'give the path of a SQLite database file (not its -wal or -shm)' });
     const target = targetPath ? resolve(targetPath) : source;
+    // Compared as real paths: a symlink or another spelling of a protected database is the same database.
+    const real = realPath(source);
     for (const existing of this.store.listObjects()) {
-      if (existing.side === 'source' && (existing.source === source || (existing.kind === 'folder' && inside(source, existing.source)))) {
+      const existingReal = realPath(existing.source);
+      if (existing.side === 'source' && (existingReal === real || (existing.kind === 'folder' && inside(real, existingReal)))) {
         throw new UnderstudyError('usage', `${source} is already protected (${existing.id}${existing.kind === 'folder' ? `, inside ${existing.source}` : ''})`, {
           hint: 'protect each database once',
         });
@@ -249,6 +252,14 @@ function sqliteProblem(path: string): string | null {
     return null;
   } finally {
     closeSync(fd);
+  }
+}
+
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
   }
 }
 

@@ -34,6 +34,8 @@ const MaxWalBytesBehind = 512 * 1024 * 1024;
 const PartBytes = 4 * 1024 * 1024;
 /** Pages read per step of a snapshot, between which the event loop runs. */
 const SnapshotStepPages = 2048;
+/** How long a read of the application's database waits for its writer's lock. */
+const ReadBusyMs = 200;
 /** A rollback-journal database is snapshotted at most this often while it keeps changing. */
 const SnapshotEveryMs = 20;
 const SqliteMagic = Buffer.from('SQLite format 3\0', 'latin1');
@@ -202,7 +204,9 @@ export class SqliteSource {
       // checkpointed and reset is the one thing we must know about.
       this.writer = new Database(this.object.source, { fileMustExist: true, timeout: 0 });
       this.writer.pragma('wal_autocheckpoint = 0');
-      this.guard = new Database(this.object.source, { fileMustExist: true, timeout: 0 });
+      // Reads wait a little for a rollback-journal writer (its exclusive lock is brief); our
+      // write barrier never waits (the writer connection's timeout is 0).
+      this.guard = new Database(this.object.source, { fileMustExist: true, timeout: ReadBusyMs });
       this.guard.pragma('wal_autocheckpoint = 0');
       // Reading the journal mode also proves the file is readable (not encrypted, not locked).
       this.capture = this.journalMode() === 'wal' ? 'wal' : 'snapshot';
@@ -230,7 +234,7 @@ export class SqliteSource {
   }
 
   private journalMode(): string {
-    return String(this.writer!.pragma('journal_mode', { simple: true })).toLowerCase();
+    return String(this.guard!.pragma('journal_mode', { simple: true })).toLowerCase();
   }
 
   private fail(message: string): void {
@@ -523,7 +527,12 @@ export class SqliteSource {
     if (this.changeCounter && counter.equals(this.changeCounter)) return true;
     if (Date.now() - this.lastChangeSnapshot < SnapshotEveryMs) return true;
     this.lastChangeSnapshot = Date.now();
-    this.snapshotChanges();
+    try {
+      this.snapshotChanges();
+    } catch (error) {
+      // The application is writing: look again next time.
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+    }
     return true;
   }
 

@@ -115,14 +115,26 @@ export class WalFile {
     if (fd === null) return { transactions, position: from };
     const frameBytes = FrameHeaderBytes + from.pageSize;
     const available = fstatSync(fd).size - WalHeaderBytes - from.frame * frameBytes;
-    const frames = Math.floor(Math.min(available, maxBytes) / frameBytes);
-    if (frames <= 0) return { transactions, position: from };
+    // A transaction larger than maxBytes is read whole in one go (it is shipped whole anyway):
+    // stopping at maxBytes would find no commit frame and never move on.
+    for (let limit = maxBytes; ; limit *= 2) {
+      const result = this.readChunk(fd, from, Math.min(available, limit), frameBytes);
+      if (result.transactions.length > 0 || limit >= available || !result.validToEnd) return result;
+    }
+  }
+
+  private readChunk(fd: number, from: WalPosition, bytes: number, frameBytes: number): { transactions: WalTransaction[]; position: WalPosition; validToEnd: boolean } {
+    const transactions: WalTransaction[] = [];
+    const frames = Math.floor(bytes / frameBytes);
+    if (frames <= 0) return { transactions, position: from, validToEnd: false };
     const chunk = Buffer.allocUnsafe(frames * frameBytes);
     const read = readSync(fd, chunk, 0, chunk.length, WalHeaderBytes + from.frame * frameBytes);
     let position = from;
     let checksum = from.checksum;
     let pending = new Map<number, Buffer>();
-    for (let i = 0; i < Math.floor(read / frameBytes); i++) {
+    const count = Math.floor(read / frameBytes);
+    let valid = 0;
+    for (let i = 0; i < count; i++) {
       const frame = chunk.subarray(i * frameBytes, (i + 1) * frameBytes);
       const pgno = frame.readUInt32BE(0);
       const commitSize = frame.readUInt32BE(4);
@@ -130,6 +142,7 @@ export class WalFile {
       checksum = walChecksum(frame.subarray(0, 8), from.bigEndian, checksum);
       checksum = walChecksum(frame.subarray(FrameHeaderBytes), from.bigEndian, checksum);
       if (checksum[0] !== frame.readUInt32BE(16) || checksum[1] !== frame.readUInt32BE(20)) break;
+      valid = i + 1;
       // A copy: the chunk is large and transactions may be kept a while.
       pending.set(pgno, Buffer.from(frame.subarray(FrameHeaderBytes)));
       if (commitSize > 0) {
@@ -138,7 +151,7 @@ export class WalFile {
         position = { ...from, frame: from.frame + i + 1, checksum };
       }
     }
-    return { transactions, position };
+    return { transactions, position, validToEnd: count > 0 && valid === count };
   }
 
   /**
