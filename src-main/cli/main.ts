@@ -28,6 +28,7 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   pair --peer HOST:PORT --code CODE       pair this node as the backup of that primary
   protect folder SRC [--to DEST] [--exclude GLOB]...
                                           protect a folder (on the primary); prints its id
+  protect sqlite SRC [--to DEST]          protect a SQLite database (on the primary); prints its id
   unprotect ID                            stop protecting it (the backup's copy stays)
   status [--json]                         this node, its peers and protected objects
   events [--json] [--limit N]             the event log, oldest first

@@ -325,7 +325,7 @@ describe('SQLite replication faults', { concurrency: false }, () => {
     assertPageIdentical(converged);
   });
 
-  test('a database held in exclusive locking mode: state error and an sqlite.error event saying so; it recovers once the lock is released', { skip: 'known engine bug, open in issue 4: no recovery after the error' }, async (t) => {
+  test('a database held in exclusive locking mode: state error and an sqlite.error event saying so; it recovers once the lock is released', async (t) => {
     const { source, target, defer } = workDir(t, 'locked');
     createBank(source);
     const locker = AppProcess.start('lock', source);
@@ -360,7 +360,7 @@ describe('SQLite replication faults', { concurrency: false }, () => {
     assertPageIdentical(converged);
   });
 
-  test('a database that disappears for a while: error saying so, the copy kept, recovery once it is back', { skip: 'known engine bug, open in issue 4: no recovery after the error' }, async (t) => {
+  test('a database that disappears for a while: error saying so, the copy kept, recovery once it is back', async (t) => {
     const { source, target, id, sampler, defer } = await protectedBank(t, 'vanish');
     const app = AppProcess.start('bank', source, '--ms', '300', '--seed', String(Seed));
     defer(() => app.kill());
@@ -402,7 +402,7 @@ describe('SQLite replication faults', { concurrency: false }, () => {
     assertPageIdentical(converged);
   });
 
-  test('a database deleted and created again under the same path with other content: the copy gets the new content (sqlite.resync)', { skip: 'known engine bug, open in issue 4: the replaced database is not followed' }, async (t) => {
+  test('a database deleted and created again under the same path with other content: the copy gets the new content (sqlite.resync)', async (t) => {
     const { source, target, id, defer } = await protectedBank(t, 'recreate');
     const app = AppProcess.start('bank', source, '--ms', '300', '--seed', String(Seed));
     defer(() => app.kill());

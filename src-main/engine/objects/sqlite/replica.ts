@@ -24,7 +24,7 @@ const HashStepPages = 2048;
 /** After a failed apply, wait this long before asking the primary to start over. */
 const RetryMs = 2000;
 
-type Incoming = { txid: number; part: number; written: [number, Buffer][] };
+type Incoming = { txid: number; part: number; written: [number, Buffer][]; page1: Buffer | null };
 type TxnMessage = Extract<ReplicationMessage, { t: 'sqlite.txn' }>;
 
 export class SqliteReplica {
@@ -212,8 +212,11 @@ export class SqliteReplica {
       const lockPage = lockBytePage(message.pageSize);
       for (const [pgno, data] of decodePages(body, message.pageSize)) {
         const page = pgno === 1 ? keepWalMode(data) : data;
+        // Page 1 holds the schema cookie: written last (in commit), or the next statement would
+        // see a new cookie, reload the schema from half-written pages and fail (SQLITE_CORRUPT).
+        if (pgno === 1) incoming.page1 = Buffer.from(page);
         // Never written (see lockBytePage), but hashed as read, the same on both sides.
-        if (pgno !== lockPage) this.insert!.run(pgno, page);
+        else if (pgno !== lockPage) this.insert!.run(pgno, page);
         incoming.written.push([pgno, hashPage(pgno, page)]);
       }
       if (message.last) this.commit(message);
@@ -244,7 +247,7 @@ export class SqliteReplica {
     }
     if (Number(db.pragma('replica.page_count', { simple: true })) === 0) db.pragma(`replica.page_size = ${message.pageSize}`);
     db.exec('BEGIN IMMEDIATE');
-    this.incoming = { txid: message.txid, part: -1, written: [] };
+    this.incoming = { txid: message.txid, part: -1, written: [], page1: null };
     this.capture = message.capture;
     return true;
   }
@@ -252,8 +255,11 @@ export class SqliteReplica {
   private commit(message: TxnMessage): void {
     const db = this.db!;
     const incoming = this.incoming!;
-    const before = Number(db.pragma('replica.page_count', { simple: true }));
+    // Our page hashes mirror the copy's size: asking SQLite (PRAGMA page_count) inside this
+    // transaction makes it read the half-written schema and fail with SQLITE_CORRUPT.
+    const before = this.hashes.pages;
     if (message.dbPages < before) this.insert!.run(message.dbPages + 1, null); // a NULL page truncates from there
+    if (incoming.page1) this.insert!.run(1, incoming.page1);
     const wasEmpty = this.hashes.pages === 0;
     db.exec('COMMIT');
     this.incoming = null;

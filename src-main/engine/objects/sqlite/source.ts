@@ -274,15 +274,20 @@ export class SqliteSource {
       .catch((error: unknown) => {
         // A lost link is no error of the database: the next connection starts a new sync.
         if (error instanceof LinkLost || !this.peer.connected() || this.stopped) return;
-        this.fail(describeOpenError(this.object.source, error));
+        if (!(error instanceof Reported)) this.fail(describeOpenError(this.object.source, error));
         this.closeDatabase();
-        // Try again shortly: the database may come back (replaced, unlocked).
-        setTimeout(() => {
-          if (this.stopped || this.phase !== 'syncing' || !this.peer.connected()) return;
-          this.openDatabase();
-          if (this.writer) this.requestSync(this.shipped ?? baseline, 'retry after an error');
-        }, 1000);
+        this.retryAfterError(this.shipped ?? baseline);
       });
+  }
+
+  /** Every second until it works: the database may come back (restored, unlocked, replaced). */
+  private retryAfterError(baseline: PageHashes): void {
+    setTimeout(() => {
+      if (this.stopped || this.phase !== 'syncing' || !this.peer.connected()) return;
+      this.openDatabase();
+      if (this.writer) this.requestSync(baseline, 'retry after an error');
+      else this.retryAfterError(baseline);
+    }, 1000);
   }
 
   private async sync(baseline: PageHashes, reason: string): Promise<void> {
@@ -290,7 +295,7 @@ export class SqliteSource {
     if (!this.writer || this.databaseReplaced()) {
       this.closeDatabase();
       this.openDatabase();
-      if (!this.writer) throw new Error(this.error ?? 'cannot open the database');
+      if (!this.writer) throw new Reported();
     }
     await this.snapshotPoint();
     const startedAt = Date.now();
@@ -565,6 +570,9 @@ export class SqliteSource {
 function walLength(position: WalPosition): number {
   return 32 + position.frame * (24 + position.pageSize);
 }
+
+/** A failure already reported (openDatabase did): retried without a second event. */
+class Reported extends Error {}
 
 class LinkLost extends Error {
   constructor() {
