@@ -46,7 +46,6 @@ import {
   readFileSync,
   renameSync,
   rmSync,
-  statfsSync,
   statSync,
   writeFileSync,
   writeSync,
@@ -54,11 +53,12 @@ import {
 import { open } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ObjectStatus } from '../src-main/contract/control.js';
 import { freePortPair, pairNodes, sleep, TestNode } from '../test/support/harness.js';
 import { median, percentile, printTable, writeResults } from './stats.js';
+import { checkNoise, engineVersion, fail, failures, freeBytes, log, machineNoise, nodeDiagnostics, note, notes, objectStatus, ownPids, ratio, run, which, type RunResult } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -84,6 +84,8 @@ const settings = {
   pollMs: option('poll-ms', 50),
 };
 
+/** The events worth showing when a run failed. */
+const FolderEvents = /error|unsettled|refused|skipped/;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
@@ -96,23 +98,6 @@ const ChangeBytes = 4 * KiB;
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const notes: string[] = [];
-const failures: string[] = [];
-
-function note(text: string): void {
-  notes.push(text);
-  console.log(`note: ${text}`);
-}
-
-function fail(what: string, error: unknown): void {
-  const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-  failures.push(message);
-  console.error(`\n!!! FAILED — ${message}\n`);
-}
-
-function log(text: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${text}`);
-}
 
 function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(2)} MiB`;
@@ -120,43 +105,6 @@ function mib(bytes: number): string {
 
 function kib(bytes: number): string {
   return `${(bytes / KiB).toFixed(1)} KiB`;
-}
-
-function ratio(a: number | null, b: number | null): number | null {
-  return a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
-}
-
-function which(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
-  return dirs.filter(Boolean).map((dir) => join(dir, name)).find((path) => existsSync(path));
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs a command to completion, timing it from spawn to exit. */
-function run(command: string, args: string[], timeoutMs = 30 * 60_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      stderr += `\n(killed after ${timeoutMs} ms)`;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (error) => (stderr += String(error)));
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: performance.now() - started });
-    });
-  });
 }
 
 async function mustRun(command: string, args: string[]): Promise<RunResult> {
@@ -233,47 +181,7 @@ function dropCaches(): boolean {
   }
 }
 
-/** PIDs this bench started (its nodes, its rsync daemon); everything else is a stranger. */
-const ownPids = new Set<number>([process.pid]);
 
-/**
- * Other processes that compete for the 2 cores and the disk: understudy nodes and test runs
- * not started by this bench, and rsync processes that are not ours. Checked before each timed
- * run, so a noisy result says why.
- */
-function competitors(): string[] {
-  const found: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || ownPids.has(pid)) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      // Children of ours (the rsync daemon forks one per connection) are ours too.
-      const parent = Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-      if (ownPids.has(parent)) continue;
-    } catch {
-      continue;
-    }
-    if (/cli\/main\.js serve|node --test|\.test\.js|(^|\/)rsync /.test(cmdline)) found.push(`${pid} ${cmdline.slice(0, 100)}`);
-  }
-  return found;
-}
-
-const machineNoise: { run: string; loadavg1: number; competitors: string[] }[] = [];
-
-/** Records the load and the competing processes before a timed run; says so when there are any. */
-function checkNoise(run: string): void {
-  const loadavg1 = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-  const others = competitors();
-  machineNoise.push({ run, loadavg1, competitors: others });
-  if (others.length > 0) note(`${others.length} other process(es) competing during '${run}' (load ${loadavg1}): ${others.map((o) => o.split(' ').slice(0, 4).join(' ')).join('; ')}`);
-}
-
-function freeBytes(dir: string): number {
-  const stats = statfsSync(dir);
-  return stats.bavail * stats.bsize;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -596,10 +504,6 @@ class HeartbeatMonitor {
 // ---------------------------------------------------------------------------------------------
 // Talking to the nodes
 
-async function objectStatus(node: TestNode, id: string): Promise<ObjectStatus | undefined> {
-  return (await node.status()).objects.find((o) => o.id === id);
-}
-
 async function protect(primary: TestNode, source: string, target: string): Promise<string> {
   const result = await primary.call('object:protect', { kind: 'folder', source, target, excludes: [] });
   return result.id;
@@ -625,49 +529,6 @@ async function waitInSync(primary: TestNode, id: string, since: number, timeoutM
     },
     { timeoutMs, everyMs, stallMs: 90_000, progress: () => progressText(last) },
   );
-}
-
-function tail(text: string, lines: number): string {
-  return text.trim().split('\n').slice(-lines).join('\n');
-}
-
-/** Warnings and errors from the node's JSON log, and the tail of its stderr. */
-function nodeDiagnostics(node: TestNode): string {
-  const parts: string[] = [];
-  const logs = join(node.home, 'logs');
-  try {
-    const problems: string[] = [];
-    for (const name of readdirSync(logs).sort()) {
-      for (const line of readFileSync(join(logs, name), 'utf8').split('\n')) {
-        const level = /"level":(\d+)/.exec(line)?.[1];
-        if (level && Number(level) >= 40) problems.push(line.length > 600 ? `${line.slice(0, 600)}…` : line);
-      }
-    }
-    parts.push(`${node.name} log warnings/errors (${problems.length}, last 25):\n${problems.slice(-25).join('\n') || '(none)'}`);
-  } catch (error) {
-    parts.push(`${node.name}: no log files (${String(error)})`);
-  }
-  parts.push(`${node.name} stderr (last 25 lines):\n${tail(node.output, 25) || '(empty)'}`);
-  const events = node.events.filter((e) => /error|unsettled|refused|skipped/.test(e.type)).slice(-15);
-  if (events.length > 0) parts.push(`${node.name} events:\n${events.map((e) => `${e.at} ${e.type} ${e.message}`).join('\n')}`);
-  return parts.join('\n\n');
-}
-
-/** The commit the engine was built from, and whether the tree had changes. */
-function engineVersion(): string {
-  const root = new URL('../../', import.meta.url).pathname;
-  const head = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
-  if (head.status !== 0) return 'unknown';
-  const status = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src-main'], { encoding: 'utf8' }).stdout.trim();
-  if (status === '') return head.stdout.trim();
-  // Uncommitted work: a fingerprint of the diff and the new files tells runs apart.
-  const diff = spawnSync('git', ['-C', root, 'diff', 'HEAD', '--', 'src-main'], { encoding: 'utf8', maxBuffer: 64 * MiB }).stdout;
-  const fingerprint = createHash('sha256').update(diff).update(status);
-  for (const line of status.split('\n').filter((l) => l.startsWith('??'))) {
-    const path = join(root, line.slice(3));
-    if (existsSync(path) && statSync(path).isFile()) fingerprint.update(readFileSync(path));
-  }
-  return `${head.stdout.trim()} + uncommitted changes in src-main (${status.split('\n').length} files, fingerprint ${fingerprint.digest('hex').slice(0, 12)})`;
 }
 
 interface CpuTimes {
@@ -1143,7 +1004,7 @@ async function main(): Promise<void> {
     // ----- peak RSS, heartbeat, diagnostics
     const rss = { primaryMiB: peakRssMiB(primary.pid), backupMiB: peakRssMiB(backup.pid) };
     await monitor.stop();
-    const diagnostics = failures.length > 0 ? `${nodeDiagnostics(primary)}\n\n${nodeDiagnostics(backup)}` : null;
+    const diagnostics = failures.length > 0 ? `${nodeDiagnostics(primary, FolderEvents)}\n\n${nodeDiagnostics(backup, FolderEvents)}` : null;
 
     // ----- report
     const totalMs = Date.now() - startedAt;
@@ -1291,7 +1152,7 @@ async function main(): Promise<void> {
     }
   } catch (error) {
     // Something the run cannot go on without: say what the nodes said before they are removed.
-    for (const node of nodes) console.error(`\n${nodeDiagnostics(node)}`);
+    for (const node of nodes) console.error(`\n${nodeDiagnostics(node, FolderEvents)}`);
     throw error;
   } finally {
     await cleanup();

@@ -57,11 +57,11 @@
  *          --dump: also write the paced runs' per-transaction times to bench/results/sqlite-raw.json
  * Smoke run (< 1 min): --seconds 2 --sat-seconds 1 --db-mib 32
  */
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -70,6 +70,7 @@ import { pairNodes, sleep, TestNode } from '../test/support/harness.js';
 import type { AppJob, AppReply, AppRun } from './sqlite-app.js';
 import type { ReaderJob, ReaderReply, ReaderSeen } from './sqlite-reader.js';
 import { percentile, printTable, writeResults } from './stats.js';
+import { checkNoise, engineVersion, fail, failures, freeBytes, log, machineNoise, nodeDiagnostics, note, notes, objectStatus, ownPids, ratio, run, which } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -93,6 +94,8 @@ const settings = {
   readerEveryMs: 1,
 };
 
+/** The events worth showing when a run failed. */
+const SqliteEvents = /error|diverged|resync|refused/;
 const MiB = 1024 * 1024;
 const BlobBytes = 3800;
 /** After the app stops, how long the reader keeps looking for the last transaction. */
@@ -108,68 +111,11 @@ const rawRuns: Record<string, unknown> = {};
 // ---------------------------------------------------------------------------------------------
 // Small helpers (as in bench/folder.ts)
 
-const notes: string[] = [];
-const failures: string[] = [];
-
-function note(text: string): void {
-  notes.push(text);
-  console.log(`note: ${text}`);
-}
-
-function fail(what: string, error: unknown): void {
-  const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-  failures.push(message);
-  console.error(`\n!!! FAILED — ${message}\n`);
-}
-
-function log(text: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${text}`);
-}
 
 function round(value: number | null | undefined, digits = 2): number | null {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
-}
-
-function ratio(a: number | null, b: number | null): number | null {
-  return a === null || b === null || b === 0 ? null : round(a / b, 3);
-}
-
-function which(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
-  return dirs.filter(Boolean).map((dir) => join(dir, name)).find((path) => existsSync(path));
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  timedOut: boolean;
-}
-
-/** Runs a command to completion, timing it from spawn to exit; SIGKILL after timeoutMs. */
-function run(command: string, args: string[], timeoutMs = 30 * 60_000): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    if (child.pid) ownPids.add(child.pid);
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.once('error', (error) => (stderr += String(error)));
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: performance.now() - started, timedOut });
-    });
-  });
 }
 
 /** Polls check until it returns a value; fails after timeoutMs. */
@@ -213,71 +159,7 @@ function ensureSqlite3(): string {
   return sqlite3;
 }
 
-/** PIDs this bench started (its nodes, the app, the reader, sqlite3, cp) and the ones that started it (npm, sh); everything else is a stranger. */
-const ownPids = new Set<number>([process.pid, ...ancestors()]);
 
-function ancestors(): number[] {
-  const found: number[] = [];
-  for (let pid = process.ppid; pid > 1 && found.length < 8; ) {
-    found.push(pid);
-    try {
-      pid = Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-    } catch {
-      break;
-    }
-  }
-  return found;
-}
-
-/** Other processes that compete for the 2 cores and the disk: understudy nodes, test runs, other benches. */
-function competitors(): string[] {
-  const found: string[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || ownPids.has(pid)) continue;
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-      const parent = Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-      if (ownPids.has(parent)) continue;
-    } catch {
-      continue;
-    }
-    if (/cli\/main\.js serve|node --test|\.test\.js|dist\/bench\/|(^|\/)rsync |(^|\/)tsc |eslint/.test(cmdline)) found.push(`${pid} ${cmdline.slice(0, 100)}`);
-  }
-  return found;
-}
-
-const machineNoise: { run: string; loadavg1: number; competitors: string[] }[] = [];
-
-/** Records the load and the competing processes before a timed run; says so when there are any. */
-function checkNoise(run: string): void {
-  const loadavg1 = Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-  const others = competitors();
-  machineNoise.push({ run, loadavg1, competitors: others });
-  if (others.length > 0) note(`${others.length} other process(es) competing during '${run}' (load ${loadavg1}): ${others.map((o) => o.split(' ').slice(0, 4).join(' ')).join('; ')}`);
-}
-
-function freeBytes(dir: string): number {
-  const stats = statfsSync(dir);
-  return stats.bavail * stats.bsize;
-}
-
-/** The commit the engine was built from, and whether the tree had changes. */
-function engineVersion(): string {
-  const root = fileURLToPath(new URL('../../', import.meta.url));
-  const head = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
-  if (head.status !== 0) return 'unknown';
-  const status = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src-main'], { encoding: 'utf8' }).stdout.trim();
-  if (status === '') return head.stdout.trim();
-  const diff = spawnSync('git', ['-C', root, 'diff', 'HEAD', '--', 'src-main'], { encoding: 'utf8', maxBuffer: 64 * MiB }).stdout;
-  const fingerprint = createHash('sha256').update(diff).update(status);
-  for (const line of status.split('\n').filter((l) => l.startsWith('??'))) {
-    const path = join(root, line.slice(3));
-    if (existsSync(path) && statSync(path).isFile()) fingerprint.update(readFileSync(path));
-  }
-  return `${head.stdout.trim()} + uncommitted changes in src-main (${status.split('\n').length} files, fingerprint ${fingerprint.digest('hex').slice(0, 12)})`;
-}
 
 /** CPU seconds (user + system, all threads) from /proc/PID/stat, at the usual 100 ticks a second. */
 function cpuSeconds(pid: number): number | null {
@@ -451,10 +333,6 @@ class ReaderProcess {
 // ---------------------------------------------------------------------------------------------
 // Talking to the nodes
 
-async function objectStatus(node: TestNode, id: string): Promise<ObjectStatus | undefined> {
-  return (await node.status()).objects.find((o) => o.id === id);
-}
-
 function statusText(status: ObjectStatus | undefined): string {
   if (!status) return 'no status';
   return `${status.state}, pending ${status.pending}, lag ${status.lagMs} ms, txid ${status.txid ?? '?'}${status.error ? `, error ${status.error}` : ''}`;
@@ -500,32 +378,6 @@ async function waitSettled(primary: TestNode, id: string, timeoutMs: number): Pr
     },
     { timeoutMs, everyMs: 300, progress: () => statusText(last) },
   );
-}
-
-function tail(text: string, lines: number): string {
-  return text.trim().split('\n').slice(-lines).join('\n');
-}
-
-/** Warnings and errors from the node's JSON log, and the tail of its stderr. */
-function nodeDiagnostics(node: TestNode): string {
-  const parts: string[] = [];
-  const logs = join(node.home, 'logs');
-  try {
-    const problems: string[] = [];
-    for (const name of readdirSync(logs).sort()) {
-      for (const line of readFileSync(join(logs, name), 'utf8').split('\n')) {
-        const level = /"level":(\d+)/.exec(line)?.[1];
-        if (level && Number(level) >= 40) problems.push(line.length > 600 ? `${line.slice(0, 600)}…` : line);
-      }
-    }
-    parts.push(`${node.name} log warnings/errors (${problems.length}, last 25):\n${problems.slice(-25).join('\n') || '(none)'}`);
-  } catch (error) {
-    parts.push(`${node.name}: no log files (${String(error)})`);
-  }
-  parts.push(`${node.name} stderr (last 25 lines):\n${tail(node.output, 25) || '(empty)'}`);
-  const events = node.events.filter((e) => /error|diverged|resync|refused/.test(e.type)).slice(-15);
-  if (events.length > 0) parts.push(`${node.name} events:\n${events.map((e) => `${e.at} ${e.type} ${e.message}`).join('\n')}`);
-  return parts.join('\n\n');
 }
 
 /** The primary's 'database resync sent' log lines for an object: how long reading, hashing and sending every page took. */
@@ -1228,7 +1080,7 @@ async function main(): Promise<void> {
     const endMemory = { primary: memory(primary.pid), backup: memory(backup.pid) };
     const onEnd = on ? new Date(Date.parse(on.startedAt) + settings.seconds * 1000 + 2000).toISOString() : '';
     const onResyncs = on && objectId ? resyncsSent(primary, objectId).filter((r) => r.at >= on!.startedAt && r.at <= onEnd) : [];
-    const diagnostics = failures.length > 0 ? `${nodeDiagnostics(primary)}\n\n${nodeDiagnostics(backup)}` : null;
+    const diagnostics = failures.length > 0 ? `${nodeDiagnostics(primary, SqliteEvents)}\n\n${nodeDiagnostics(backup, SqliteEvents)}` : null;
 
     // ----- report
     const totalMs = Date.now() - startedAt;
@@ -1398,7 +1250,7 @@ async function main(): Promise<void> {
       process.exitCode = 1;
     }
   } catch (error) {
-    for (const node of nodes) console.error(`\n${nodeDiagnostics(node)}`);
+    for (const node of nodes) console.error(`\n${nodeDiagnostics(node, SqliteEvents)}`);
     throw error;
   } finally {
     await cleanup();
