@@ -159,7 +159,7 @@ describe('SQLite replication faults', { concurrency: false }, () => {
     assertPageIdentical(converged);
   });
 
-  test(`kill -9 of the application in the middle of large transactions: the copy never shows a partial one and ends as SQLite recovered the database (seed ${Seed})`, { skip: 'known engine bug, open in issue 4: the copy ends with pages the recovered database does not have' }, async (t) => {
+  test(`kill -9 of the application in the middle of large transactions: the copy never shows a partial one and ends as SQLite recovered the database (seed ${Seed})`, async (t) => {
     const { source, target, id, sampler, defer } = await protectedBank(t, 'kill-app');
     // Large transactions (every account touched, a memo of up to 1 MiB, a small cache: they spill into the WAL before they commit), killed at a random moment.
     const heavy = AppProcess.start('bank', source, '--ms', '30000', '--heavy', '--sync', 'full', '--seed', String(Seed));
@@ -198,7 +198,7 @@ describe('SQLite replication faults', { concurrency: false }, () => {
 
   test(
     'an application killed while its COMMIT waits for fsync (commit frame in the WAL, not yet in the WAL index): the copy never shows that transaction, and replication goes on',
-    { skip: straceWorks() ? 'known engine bug, open in issue 4: a commit frame written but not yet in the WAL index is shipped' : 'needs strace (ptrace) to hold the fsync' },
+    { skip: straceWorks() ? false : 'needs strace (ptrace) to hold the fsync' },
     async (t) => {
       const { source, target, id, sampler, defer } = await protectedBank(t, 'commit-fsync');
       const first = AppProcess.start('bank', source, '--ms', '300', '--seed', String(Seed));

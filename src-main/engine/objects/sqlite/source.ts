@@ -363,8 +363,11 @@ export class SqliteSource {
       return;
     }
     let pinned = false;
-    for (let attempt = 0; ; attempt++) {
-      if (!(await this.barrier())) continue;
+    let pins = 0;
+    for (let waits = 0; ; ) {
+      if (!this.peer.connected() || this.stopped) throw new LinkLost();
+      // The application may hold its write lock for long (a large transaction): wait for it.
+      if (!(await this.barrier(waits++ < 200 ? 5 : 50))) continue;
       try {
         const header = this.wal.header();
         if (!header || !pinned) {
@@ -376,13 +379,18 @@ export class SqliteSource {
           this.writer!.pragma(`user_version = ${version}`);
           this.writer!.exec('COMMIT');
           pinned = true;
-          if (attempt > 20) throw new Error('the WAL never got a valid header');
+          if (++pins > 20) throw new Error('the WAL never got a valid header');
           continue;
         }
         this.takeGuard();
         let position = startOf(header);
+        const committed = this.wal.committedFrames(position);
+        if (committed === null) {
+          pinned = false;
+          continue;
+        }
         for (;;) {
-          const next = this.wal.readAfter(position, 64 * 1024 * 1024);
+          const next = this.wal.readAfter(position, 64 * 1024 * 1024, committed);
           if (next.position.frame === position.frame) break;
           position = next.position;
         }
@@ -395,13 +403,13 @@ export class SqliteSource {
   }
 
   /** Our write lock: the application's writers wait (their busy timeout) for a few milliseconds. */
-  private async barrier(): Promise<boolean> {
+  private async barrier(retryMs: number): Promise<boolean> {
     try {
       this.writer!.exec('BEGIN IMMEDIATE');
       return true;
     } catch (error) {
       if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
       return false;
     }
   }
@@ -464,7 +472,15 @@ export class SqliteSource {
       }
       return true;
     }
-    const { transactions, position } = this.wal.readAfter(this.position!);
+    // Only frames SQLite has made visible (its WAL index): a commit frame is in the file
+    // before its fsync returns, and if the application dies then, SQLite never committed it.
+    const committed = this.wal.committedFrames(this.position!);
+    if (committed === null) return true;
+    if (committed < this.position!.frame) {
+      this.requestSync(this.shipped, 'the WAL index went back before frames already sent');
+      return false;
+    }
+    const { transactions, position } = this.wal.readAfter(this.position!, undefined, committed);
     this.position = position;
     if (transactions.length > 0) this.ship(transactions);
     else if (walLength(this.position!) > Math.max(CheckpointWalBytes, CheckpointWalShare * this.shipped.pages * this.position!.pageSize)) this.checkpoint();

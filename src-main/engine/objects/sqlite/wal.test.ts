@@ -80,6 +80,29 @@ describe('WalFile', () => {
     }
   });
 
+  it("reads SQLite's WAL index: the frames readers may see, for this generation only", () => {
+    const { path, db, cleanup } = walDatabase();
+    try {
+      for (let i = 0; i < 3; i++) db.prepare('INSERT INTO t(v) VALUES (?)').run(`row ${i}`);
+      const wal = new WalFile(`${path}-wal`);
+      const start = startOf(wal.header()!);
+      const { position, transactions } = wal.readAfter(start);
+      assert.ok(position.frame > 0);
+      assert.equal(wal.committedFrames(start), position.frame, 'the index counts every committed frame');
+      // Frames past the index's count are not read, even though they are valid in the file.
+      assert.equal(wal.readAfter(start, undefined, position.frame - 1).transactions.length, transactions.length - 1);
+      assert.equal(wal.readAfter(start, undefined, 0).transactions.length, 0);
+      db.pragma('wal_checkpoint(RESTART)');
+      db.prepare('INSERT INTO t(v) VALUES (?)').run('after');
+      assert.equal(wal.committedFrames(start), null, 'an index of another generation says nothing about this one');
+      const next = startOf(wal.header()!);
+      assert.equal(wal.committedFrames(next), wal.readAfter(next).position.frame);
+      wal.close();
+    } finally {
+      cleanup();
+    }
+  });
+
   it('has no header when there is no WAL', () => {
     const wal = new WalFile(join(tmpdir(), `no-such-${process.pid}.db-wal`));
     assert.equal(wal.header(), null);

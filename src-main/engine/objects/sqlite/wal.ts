@@ -7,6 +7,7 @@
  * older generation stay in the file after a reset.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
 
 const WalHeaderBytes = 32;
 const FrameHeaderBytes = 24;
@@ -86,8 +87,11 @@ export function sameGeneration(position: WalPosition, header: WalHeader | null):
 /** An open WAL file, read with positioned reads (the file is written by others meanwhile). */
 export class WalFile {
   private fd: number | null = null;
+  private readonly index: WalIndexFile;
 
-  constructor(readonly path: string) {}
+  constructor(readonly path: string) {
+    this.index = new WalIndexFile(path.replace(/-wal$/, '-shm'));
+  }
 
   /** The current header, or null when there is no WAL or no valid header. */
   header(): WalHeader | null {
@@ -109,12 +113,13 @@ export class WalFile {
    * them with the position after the last commit frame read; frames of a transaction whose
    * commit frame is not there yet are left for the next call.
    */
-  readAfter(from: WalPosition, maxBytes = 16 * 1024 * 1024): { transactions: WalTransaction[]; position: WalPosition } {
+  readAfter(from: WalPosition, maxBytes = 16 * 1024 * 1024, lastFrame = Infinity): { transactions: WalTransaction[]; position: WalPosition } {
     const fd = this.open();
     const transactions: WalTransaction[] = [];
     if (fd === null) return { transactions, position: from };
     const frameBytes = FrameHeaderBytes + from.pageSize;
-    const available = fstatSync(fd).size - WalHeaderBytes - from.frame * frameBytes;
+    const inFile = fstatSync(fd).size - WalHeaderBytes - from.frame * frameBytes;
+    const available = Math.min(inFile, (lastFrame - from.frame) * frameBytes);
     // A transaction larger than maxBytes is read whole in one go (it is shipped whole anyway):
     // stopping at maxBytes would find no commit frame and never move on.
     for (let limit = maxBytes; ; limit *= 2) {
@@ -171,6 +176,17 @@ export class WalFile {
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+    this.index.close();
+  }
+
+  /**
+   * How many frames of `position`'s generation SQLite has made visible to readers (its WAL
+   * index, the -shm file), or null when the index does not describe that generation.
+   */
+  committedFrames(position: WalPosition): number | null {
+    const header = this.index.header();
+    if (!header || header.salt1 !== position.salt1 || header.salt2 !== position.salt2) return null;
+    return header.mxFrame;
   }
 
   /** Opens the WAL lazily: it does not exist while the database has no connection in WAL mode. */
@@ -183,5 +199,60 @@ export class WalFile {
       throw error;
     }
     return this.fd;
+  }
+}
+
+/** The part of SQLite's WAL index header (in the -shm file) that says which frames readers may see. */
+export interface WalIndexHeader {
+  mxFrame: number;
+  salt1: number;
+  salt2: number;
+}
+
+const IndexHeaderBytes = 48;
+const nativeBigEndian = endianness() === 'BE';
+
+/**
+ * Parses the two copies of the WAL index header at the start of the -shm file. A writer
+ * updates the second copy, then the first; a reader that finds them different read in the
+ * middle of an update and must look again (null here). Integers are in the machine's order,
+ * but the salts are the WAL header's bytes copied as they are (big-endian).
+ */
+export function parseWalIndexHeader(bytes: Buffer): WalIndexHeader | null {
+  if (bytes.length < 2 * IndexHeaderBytes) return null;
+  const first = bytes.subarray(0, IndexHeaderBytes);
+  if (!first.equals(bytes.subarray(IndexHeaderBytes, 2 * IndexHeaderBytes))) return null;
+  const isInit = first[12];
+  if (isInit !== 1) return null;
+  const mxFrame = nativeBigEndian ? first.readUInt32BE(16) : first.readUInt32LE(16);
+  return { mxFrame, salt1: first.readUInt32BE(32), salt2: first.readUInt32BE(36) };
+}
+
+class WalIndexFile {
+  private fd: number | null = null;
+
+  constructor(readonly path: string) {}
+
+  header(): WalIndexHeader | null {
+    if (this.fd === null) {
+      try {
+        this.fd = openSync(this.path, 'r');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+    }
+    const bytes = Buffer.alloc(2 * IndexHeaderBytes);
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const read = readSync(this.fd, bytes, 0, bytes.length, 0);
+      const header = parseWalIndexHeader(bytes.subarray(0, read));
+      if (header) return header;
+    }
+    return null;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }
