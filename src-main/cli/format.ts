@@ -9,6 +9,14 @@ export function formatStatus(status: StatusReport): string {
     `Id       ${node.id}`,
     `Listens  ${node.listen}  (heartbeats on port ${node.heartbeatPort})`,
   ];
+  if (node.role === 'primary') {
+    const lease = node.leaseMs === null ? (status.witness ? 'no lease' : 'no lease needed (no witness)') : `lease ${node.leaseMs} ms left`;
+    lines.push(`Acting   ${node.acting ? 'yes' : 'NO: stepped down until it can reach the backup or the witness'}; ${lease}`);
+  }
+  if (node.maintenance) lines.push('Mainten. ON: no automatic failover, no check-triggered switchover');
+  if (node.role === 'primary' || node.role === 'backup') {
+    lines.push(status.witness ? `Witness  ${status.witness.name}: ${PeerStateLabels[status.witness.state]}` : 'Witness  none: no automatic failover (failover --force on the backup)');
+  }
   if (status.peers.length === 0) {
     lines.push('Peers    none: this node is not paired yet');
   }

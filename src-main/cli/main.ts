@@ -25,7 +25,10 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
                                           heartbeats use PORT+1)
   serve [--heartbeat-interval MS]         run the node in the foreground until SIGINT/SIGTERM
   pair-code                               print a one-time pairing code (on the primary)
-  pair --peer HOST:PORT --code CODE       pair this node as the backup of that primary
+  witness [--heartbeat-interval MS]       run this node as the pair's witness (foreground, like serve)
+  pair --peer HOST:PORT --code CODE [--as backup|witness]
+                                          pair this node with that primary, as its backup (default)
+                                          or as the pair's witness (automatic failover needs one)
   protect folder SRC [--to DEST] [--exclude GLOB]...
                                           protect a folder (on the primary); prints its id
   protect sqlite SRC [--to DEST]          protect a SQLite database (on the primary); prints its id
@@ -35,6 +38,11 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   switchover [--json]                     swap the roles (either node): drain, hand over, reverse
   hooks set [--start CMD] [--stop CMD] [--check CMD] [--check-failures N] [--timeout MS]
                                           this node's application hooks ('' clears one)
+  failover --force                        on the backup, when the primary is down for sure: take over
+                                          without a witness's vote
+  maintenance on|off                      suspend automatic failover and check-triggered switchovers
+  config set KEY VALUE                    profile lan|wan, heartbeatMs, leaseMs, stopBudgetMs,
+                                          maxPromoteLagMs (ms or 'none')
   --version                               print the version
 
 Reference: docs/cli.md`;
@@ -59,6 +67,14 @@ async function main(argv: string[]): Promise<number> {
       return init(rest);
     case 'serve':
       return serveCommand(rest);
+    case 'witness':
+      return serveCommand(rest, true);
+    case 'failover':
+      return failover(rest);
+    case 'maintenance':
+      return maintenance(rest);
+    case 'config':
+      return config(rest);
     case 'pair-code':
       return pairCode(rest);
     case 'pair':
@@ -97,9 +113,36 @@ async function init(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function serveCommand(argv: string[]): Promise<number> {
-  const { values } = parse('serve', argv, { 'heartbeat-interval': { type: 'string' } });
-  return serve({ home: homeFrom(values), heartbeatIntervalMs: parseMs('heartbeat-interval', values['heartbeat-interval']) });
+async function serveCommand(argv: string[], witness = false): Promise<number> {
+  const { values } = parse(witness ? 'witness' : 'serve', argv, { 'heartbeat-interval': { type: 'string' } });
+  return serve({ home: homeFrom(values), heartbeatIntervalMs: parseMs('heartbeat-interval', values['heartbeat-interval']), witness });
+}
+
+async function failover(argv: string[]): Promise<number> {
+  const { values } = parse('failover', argv, { force: { type: 'boolean' } });
+  if (!values.force) throw new UsageError("failover: give --force (with a witness the backup takes over by itself; --force is for a primary you know is down)");
+  const result = await call(homeFrom(values), 'cluster:failover', { force: true });
+  console.log(values.json ? JSON.stringify(result) : `Failover done in ${result.ms} ms; this node is now the ${result.role} (epoch ${result.epoch}).`);
+  return 0;
+}
+
+async function maintenance(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('maintenance', argv, {}, true);
+  const [state, ...extra] = positionals;
+  if ((state !== 'on' && state !== 'off') || extra.length > 0) throw new UsageError("maintenance: 'maintenance on' or 'maintenance off'");
+  const result = await call(homeFrom(values), 'cluster:maintenance', { on: state === 'on' });
+  console.log(values.json ? JSON.stringify(result) : `Maintenance mode is ${result.maintenance ? 'on: no automatic failover or check-triggered switchover until it is off' : 'off'}.`);
+  return 0;
+}
+
+async function config(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('config', argv, {}, true);
+  const [verb, key, value, ...extra] = positionals;
+  if (verb !== 'set' || key === undefined || value === undefined || extra.length > 0) throw new UsageError("config: 'config set KEY VALUE'");
+  const result = await call(homeFrom(values), 'cluster:config-set', { key, value });
+  if (values.json) console.log(JSON.stringify(result));
+  else for (const [name, setting] of Object.entries(result)) console.log(`${name.padEnd(16)} ${setting ?? 'none'}`);
+  return 0;
 }
 
 async function pairCode(argv: string[]): Promise<number> {
@@ -115,14 +158,16 @@ async function pairCode(argv: string[]): Promise<number> {
 }
 
 async function pair(argv: string[]): Promise<number> {
-  const { values } = parse('pair', argv, { peer: { type: 'string' }, code: { type: 'string' } });
+  const { values } = parse('pair', argv, { peer: { type: 'string' }, code: { type: 'string' }, as: { type: 'string' } });
   const home = homeFrom(values);
   const peer = requireOption('pair', 'peer', values.peer);
   const code = requireOption('pair', 'code', values.code);
   if (!parseAddress(peer)) throw new UsageError(`pair: --peer '${peer}' is not HOST:PORT`);
-  const result = await call(home, 'pair:join', { peer, code });
+  const as = values.as ?? 'backup';
+  if (as !== 'backup' && as !== 'witness') throw new UsageError(`pair: --as '${as}' must be backup or witness`);
+  const result = await call(home, 'pair:join', { peer, code, as });
   if (values.json) console.log(JSON.stringify(result));
-  else console.log(`Paired with '${result.peer.name}' at ${result.peer.address}; this node is its backup.`);
+  else console.log(`Paired with '${result.peer.name}' at ${result.peer.address}; this node is ${as === 'witness' ? "the pair's witness" : 'its backup'}.`);
   return 0;
 }
 

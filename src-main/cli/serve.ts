@@ -3,10 +3,13 @@ import { createLogger } from '../engine/log.js';
 import { checkHome, HomeLock } from '../engine/home.js';
 import { loadIdentity } from '../engine/identity/identity.js';
 import { UnderstudyNode } from '../engine/node.js';
+import { UnderstudyError } from '../engine/errors.js';
 
 export interface ServeOptions {
   home: string;
   heartbeatIntervalMs?: number | undefined;
+  /** `understudy witness`: the home must be a witness, or a node not paired yet. */
+  witness?: boolean;
 }
 
 export async function serve(options: ServeOptions): Promise<number> {
@@ -28,6 +31,15 @@ export async function serve(options: ServeOptions): Promise<number> {
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
   });
   const status = node.status();
+  if (options.witness && status.node.role !== 'witness' && status.node.role !== 'standalone') {
+    await node.stop({ recordEvent: false });
+    throw new UnderstudyError('usage', `this home is the ${status.node.role} of a pair, not a witness`, {
+      hint: "a witness needs its own home: 'understudy init --home DIR --name NAME --listen HOST:PORT' on the witness machine",
+    });
+  }
+  if (options.witness && status.node.role === 'standalone') {
+    console.log(`understudy: pair this witness with the primary: understudy pair --home ${home} --peer PRIMARY_HOST:PORT --code CODE --as witness`);
+  }
   console.log(`understudy: node '${status.node.name}' (${status.node.role}) serving on ${status.node.listen}; Ctrl-C stops it`);
 
   return new Promise<number>((resolve) => {

@@ -28,6 +28,22 @@ export interface NodeInfo {
   startedAt: string;
   /** When this node's role last changed (pairing, switchover), or when it started. */
   roleSince: string;
+  /**
+   * On the primary of a pair with a witness: how long it may still act as primary before it
+   * must renew its lease (ms). Null when not primary, or without a witness (no lease then).
+   */
+  leaseMs: number | null;
+  /** Whether this node acts as primary right now (false on a primary that stepped down for want of a lease). */
+  acting: boolean;
+  /** Maintenance mode: no automatic failover and no check-triggered switchover. */
+  maintenance: boolean;
+}
+
+export interface WitnessStatus {
+  id: string;
+  name: string;
+  /** Heartbeats to the witness: up, suspect or down. */
+  state: PeerState;
 }
 
 export interface RttStats {
@@ -108,6 +124,8 @@ export interface StatusReport {
   node: NodeInfo;
   peers: PeerStatus[];
   objects: ObjectStatus[];
+  /** The pair's witness, or null when the pair has none (then no automatic failover). */
+  witness: WitnessStatus | null;
 }
 
 export interface EventRecord {
@@ -148,6 +166,15 @@ export type EventType =
   | 'hook.failed'
   | 'role.promoted'
   | 'role.demoted'
+  | 'role.fenced'
+  | 'role.acting'
+  | 'failover.needed'
+  | 'failover.waiting'
+  | 'failover.done'
+  | 'divergence.archived'
+  | 'cluster.member-added'
+  | 'cluster.config-changed'
+  | 'cluster.maintenance'
   | 'sqlite.protected'
   | 'sqlite.unprotected'
   | 'sqlite.replicating'
@@ -170,7 +197,7 @@ export interface PairResult {
 export interface Commands {
   'node:status': { params: Record<string, never>; result: StatusReport };
   'pair:code': { params: Record<string, never>; result: PairCodeResult };
-  'pair:join': { params: { peer: string; code: string }; result: PairResult };
+  'pair:join': { params: { peer: string; code: string; as?: 'backup' | 'witness' }; result: PairResult };
   'events:list': { params: { afterId?: number; limit?: number }; result: EventRecord[] };
   /** Starts pushing events on this connection; returns the id of the newest event so far. */
   'events:subscribe': { params: Record<string, never>; result: { lastId: number } };
@@ -192,6 +219,23 @@ export interface Commands {
   'cluster:switchover': { params: Record<string, never>; result: { ms: number; role: NodeRole; epoch: number } };
   /** Sets this node's application hooks (an empty command clears one); returns them all. */
   'cluster:hooks-set': { params: Partial<HookConfig>; result: HookConfig };
+  /**
+   * On the backup, when the primary is down: become primary without the witness's vote (the
+   * admin vouches that the old primary is really gone). Refused while the primary is up.
+   */
+  'cluster:failover': { params: { force: boolean }; result: { ms: number; role: NodeRole; epoch: number } };
+  /** Maintenance mode on or off (no automatic failover, no check-triggered switchover). */
+  'cluster:maintenance': { params: { on: boolean }; result: { maintenance: boolean } };
+  /** One timing setting (profile, heartbeatMs, leaseMs, stopBudgetMs, maxPromoteLagMs); returns them all. */
+  'cluster:config-set': { params: { key: string; value: string }; result: ClusterConfigView };
+}
+
+export interface ClusterConfigView {
+  profile: 'lan' | 'wan';
+  heartbeatMs: number;
+  leaseMs: number;
+  stopBudgetMs: number;
+  maxPromoteLagMs: number | null;
 }
 
 export type CommandName = keyof Commands;

@@ -26,7 +26,8 @@ export type ErrorCode =
   | 'control-failed'
   | 'store-failed'
   | 'switchover-refused'
-  | 'switchover-incomplete';
+  | 'switchover-incomplete'
+  | 'failover-refused';
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

@@ -6,7 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import { join } from 'node:path';
+import type { ClusterConfigView, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
 import { Version } from '../version.js';
 import { isoTime, systemClock, type Clock } from './clock.js';
 import { ControlServer } from './control/control-server.js';
@@ -14,7 +15,8 @@ import { assertNever, UnderstudyError } from './errors.js';
 import { Heartbeat, listenError } from './heartbeat/heartbeat.js';
 import { detectorSettings } from './heartbeat/detector.js';
 import { checkHome, HomeLock } from './home.js';
-import { loadIdentity, publicKeyHash, shortNodeId, type Identity } from './identity/identity.js';
+import { loadIdentity, nodeIdFromKeyHash, publicKeyHash, shortNodeId, type Identity } from './identity/identity.js';
+import { FirstEpoch, type JoinAs } from './identity/pairing.js';
 import { answerPairing, joinPeer } from './identity/pairing.js';
 import { PairingCodeBook } from './identity/pairing-code.js';
 import { dialsPeer, PeerLinks, type Hello } from './link/peer-link.js';
@@ -23,6 +25,10 @@ import { Store, type PeerRecord } from './store/store.js';
 import type { LinkMessage } from './link/messages.js';
 import { DefaultHookSettings, runHook, type HookName, type HookSettings } from './cluster/hooks.js';
 import { ProtectedObjects } from './objects/objects.js';
+import { LeaseGate } from './cluster/lease-gate.js';
+import { machineMonoMs } from './cluster/lease-clock.js';
+import type { KeeperReport } from './cluster/lease-keeper.js';
+import { leaseSettings, resolveConfig, setConfigValue, type ClusterConfig, type StoredConfig } from './cluster/cluster-config.js';
 
 export interface NodeOptions {
   home: string;
@@ -79,6 +85,18 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private nextSwitchoverRequest = 1;
   /** A handover sent and not yet confirmed: sent again whenever the link comes back. */
   private pendingHandover: number | null = null;
+  /** The lease the heartbeat worker keeps, readable here without waiting for a message. */
+  private readonly gate = new LeaseGate();
+  /** Whether this node acts as primary now (a primary of a pair with a witness needs a lease for that). */
+  private acting = false;
+  /** The start hook is owed: this node became primary and has not acted yet. */
+  private startHookOwed = false;
+  /** This node stepped down for want of a lease (its stop hook ran). */
+  private fenced = false;
+  private demoting = false;
+  /** The primary is down and we said so once (failover.needed / failover.waiting). */
+  private failoverAlerted = false;
+  private clusterTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     readonly home: string,
@@ -127,18 +145,32 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     const { listenHost, listenPort } = this.settings;
     this.peerServer = await this.listenPeerPort(listenHost, listenPort);
 
-    const beat = detectorSettings(this.options.heartbeatIntervalMs);
+    const config = this.config();
+    const beat = detectorSettings(this.options.heartbeatIntervalMs ?? config.heartbeatMs);
     this.heartbeat = new Heartbeat(
-      { nodeId: this.identity.nodeId, certPem: this.identity.certPem, keyPem: this.identity.keyPem, listenHost, listenPort: listenPort + 1, ...beat },
+      {
+        nodeId: this.identity.nodeId,
+        certPem: this.identity.certPem,
+        keyPem: this.identity.keyPem,
+        listenHost,
+        listenPort: listenPort + 1,
+        ...beat,
+        home: this.home,
+        leaseBuffer: this.gate.buffer,
+        leaseMs: config.leaseMs,
+      },
       this.log.child({ sub: 'heartbeat' }),
     );
     this.heartbeat.on('peer', (report) => this.onBeatReport(report));
+    this.heartbeat.on('keeper', (report, mono) => void this.onKeeper(report, mono));
     this.heartbeat.on('failed', (error) => {
       this.record('node.error', `heartbeats stopped: ${error.message}; the node shuts down rather than run blind`, { error: error.message });
       this.emit('fatal', error);
     });
     await this.heartbeat.start();
-    this.heartbeat.setEpoch(this.epoch);
+    this.acting = this.role === 'primary' && !this.witnessPeer();
+    if (this.acting) this.record('role.acting', `this node acts as primary (epoch ${this.epoch}, no witness: no lease)`, { epoch: this.epoch, sinceMono: machineMonoMs() });
+    this.pushCluster();
 
     this.links = new PeerLinks(this.identity, () => this.hello(), this.log.child({ sub: 'link' }));
     this.links.on('connected', (peerId, hello) => this.onLinkConnected(peerId, hello));
@@ -148,7 +180,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     });
     this.links.on('message', (peerId, message, body) => {
       if (isRoleMessage(message)) void this.onRoleMessage(peerId, message);
-      else this.objects?.onMessage(message, body);
+      else if (message.t === 'cluster.members') this.onMembers(peerId, message);
+      else if (message.epoch < this.epoch) {
+        // Epochs are fencing tokens: nothing from an older primary is ever applied.
+        this.log.warn({ peer: peerId, type: message.t, epoch: message.epoch, ours: this.epoch }, 'message from an older epoch dropped');
+      } else this.objects?.onMessage(message, body);
     });
 
     const links = this.links;
@@ -162,7 +198,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       peer: {
         send: (message, body) => {
           const id = peerId();
-          return id ? links.send(id, message, body) : false;
+          if (!id) return false;
+          // Checked before every change shipped: a primary whose lease ran out ships nothing.
+          if (this.role === 'primary' && !this.mayActNow()) return false;
+          return links.send(id, message, body);
         },
         drained: () => {
           const id = peerId();
@@ -170,7 +209,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         },
         connected: () => {
           const id = peerId();
-          return id ? links.isConnected(id) : false;
+          return id ? links.isConnected(id) && (this.role !== 'primary' || this.mayActNow()) : false;
         },
         backedUp: () => {
           const id = peerId();
@@ -190,6 +229,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
     this.applyPeers();
     this.scheduleCheck();
+    // The backup's lag decides whether it may promote by itself (maxPromoteLagMs): kept current.
+    this.clusterTimer = setInterval(() => this.pushCluster(), 1000);
+    this.clusterTimer.unref();
     this.record('node.started', `node '${this.settings.name}' started (${this.role}, epoch ${this.epoch}) on ${this.listenAddress()}`, {
       role: this.role,
       epoch: this.epoch,
@@ -230,8 +272,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
           listen: { host: this.settings.listenHost, port: this.settings.listenPort },
           log: this.log.child({ sub: 'pair' }),
           codes: this.codes,
-          pairedWith: () => this.pairedPeer(),
-          commit: (peer) => this.completePairing(peer, 'primary', 1),
+          pairedWith: (as) => (as === 'witness' ? this.witnessPeer() : this.pairedPeer()),
+          epochFor: (as) => (as === 'witness' ? this.epoch : FirstEpoch),
+          commit: (peer) => (peer.role === 'witness' ? this.addWitness(peer) : this.completePairing(peer, 'primary', FirstEpoch)),
           refused: ({ message, remote }) => this.noteRefusal('pair.refused', `pairing refused: ${message}`, remote),
         });
         return;
@@ -248,8 +291,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       case 'pair:code':
         return this.issuePairingCode();
       case 'pair:join': {
-        const { peer, code } = params as { peer: string; code: string };
-        return { peer: await this.joinAsBackup(peer, code) };
+        const { peer, code, as } = params as { peer: string; code: string; as?: JoinAs };
+        return { peer: await this.join(peer, code, as ?? 'backup') };
       }
       case 'events:list': {
         const { afterId, limit } = params as { afterId?: number; limit?: number };
@@ -258,6 +301,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       case 'events:subscribe':
         return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
       case 'object:protect': {
+        if (this.role === 'witness') throw new UnderstudyError('usage', 'a witness protects nothing', { hint: 'protect folders and databases on the primary' });
         const { kind, source, target, excludes } = params as { kind: 'folder' | 'sqlite'; source: string; target?: string; excludes: string[] };
         if (kind === 'sqlite') return this.objects!.protectDatabase(this.role, source, target);
         return this.objects!.protectFolder(this.role, source, target, excludes);
@@ -273,6 +317,14 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         return this.switchover();
       case 'cluster:hooks-set':
         return this.setHooks(params as Partial<HookSettings>);
+      case 'cluster:failover':
+        return this.forceFailover((params as { force: boolean }).force);
+      case 'cluster:maintenance':
+        return this.setMaintenance((params as { on: boolean }).on);
+      case 'cluster:config-set': {
+        const { key, value } = params as { key: string; value: string };
+        return this.setConfig(key, value);
+      }
       default:
         return assertNever(command, 'command');
     }
@@ -291,9 +343,13 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         pid: process.pid,
         startedAt: isoTime(this.startedAt),
         roleSince: isoTime(this.roleSince),
+        leaseMs: this.role === 'primary' ? this.gate.remainingMs() : null,
+        acting: this.role === 'primary' && this.mayActNow(),
+        maintenance: this.maintenance(),
       },
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
       objects: this.objects?.status() ?? [],
+      witness: this.witnessStatus(),
     };
   }
 
@@ -303,9 +359,12 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
   private issuePairingCode(): { code: string; expiresAt: string } {
     const paired = this.pairedPeer();
-    if (paired) {
-      throw new UnderstudyError('already-paired', `this node is already paired with '${paired.name}'`, {
-        hint: 'a pair has one primary and one backup',
+    if (this.role === 'witness' || this.role === 'backup') {
+      throw new UnderstudyError('usage', `this node is the ${this.role}: pairing codes are printed on the primary`, { hint: 'run pair-code on the primary' });
+    }
+    if (paired && this.witnessPeer()) {
+      throw new UnderstudyError('already-paired', `this node is already paired with '${paired.name}' and has the witness '${this.witnessPeer()!.name}'`, {
+        hint: 'a pair has one primary, one backup and at most one witness',
       });
     }
     const issued = this.codes.issue(publicKeyHash(this.identity.certPem));
@@ -314,7 +373,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     return { code: issued.text, expiresAt: isoTime(issued.expiresAt) };
   }
 
-  private async joinAsBackup(peerText: string, code: string): Promise<PeerStatus> {
+  private async join(peerText: string, code: string, as: JoinAs): Promise<PeerStatus> {
     const address = parseAddress(peerText);
     if (!address) {
       throw new UnderstudyError('bad-address', `'${peerText}' is not an address`, { hint: 'give the primary as HOST:PORT, e.g. 192.168.1.10:7420' });
@@ -325,8 +384,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         name: this.settings.name,
         listen: { host: this.settings.listenHost, port: this.settings.listenPort },
         log: this.log.child({ sub: 'pair' }),
-        pairedWith: () => this.pairedPeer(),
-        pin: (record, epoch) => this.completePairing(record, 'backup', epoch),
+        as,
+        pairedWith: () => this.store.listPeers()[0] ?? null,
+        pin: (record, epoch) => this.completePairing(record, as, epoch),
         unpin: (peerId) => this.undoPairing(peerId),
       },
       address,
@@ -339,7 +399,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.store.recordPairing(peer, { role, epoch });
     this.role = role;
     this.epoch = epoch;
-    this.heartbeat?.setEpoch(epoch);
+    this.acting = role === 'primary' && !this.witnessPeer();
     this.applyPeers();
     this.record('pair.completed', `paired with '${peer.name}' (${formatAddress(peer.host, peer.port)}); this node is the ${role}, epoch ${epoch}`, {
       peer: peer.id,
@@ -353,19 +413,25 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.store.removePairing(peerId, { role: 'standalone', epoch: 0 });
     this.role = 'standalone';
     this.epoch = 0;
-    this.heartbeat?.setEpoch(0);
     this.applyPeers();
     this.log.warn({ peer: peerId }, 'pairing did not complete on the other side; the pin was taken back');
   }
 
+  /** The other node of the pair (the one replication talks to), never the witness. */
   private pairedPeer(): PeerRecord | null {
-    return this.store.listPeers()[0] ?? null;
+    if (this.role === 'witness') return null;
+    return this.store.listPeers().find((peer) => peer.role !== 'witness') ?? null;
+  }
+
+  private witnessPeer(): PeerRecord | null {
+    if (this.role === 'witness') return null;
+    return this.store.listPeers().find((peer) => peer.role === 'witness') ?? null;
   }
 
   /** Tells the heartbeat worker and the link who the peers are now. */
   private applyPeers(): void {
     const peers = this.store.listPeers();
-    this.peerIdCache = peers[0]?.id ?? null;
+    this.peerIdCache = this.pairedPeer()?.id ?? null;
     for (const peer of peers) {
       if (!this.runtime.has(peer.id)) {
         this.runtime.set(peer.id, { state: 'down', since: new Date(), rttMs: null, rtt: null, lastSeenAt: null });
@@ -380,7 +446,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         dial: dialsPeer(this.identity.nodeId, peer.id),
       })),
     );
-    this.links?.setPeers(peers);
+    // A primary that may not act keeps no data link to the backup: nothing can be shipped or
+    // asked of it; it still hears, through the heartbeats, of a newer primary.
+    const holdLink = this.role === 'primary' && !this.acting ? this.peerIdCache : null;
+    this.links?.setPeers(peers.filter((peer) => peer.id !== holdLink));
+    this.pushCluster();
   }
 
   private onBeatReport(report: { id: string; state: PeerState; reason: string; rttMs: number | null; rtt: RttStats | null; lastSeenAt: number | null; changed: boolean }): void {
@@ -398,6 +468,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.record(type, `peer '${name}' is ${report.state}: ${report.reason}`, { peer: report.id, peerName: name, reason: report.reason });
     // Heartbeats come back before the data link's backoff would retry: dial it now.
     if (report.state === 'up') this.links?.redialNow(report.id);
+    this.alertIfPrimaryLost(peer, report.state);
   }
 
   private onLinkConnected(peerId: string, hello: Hello): void {
@@ -405,8 +476,13 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.store.updatePeerSeen(peerId, { name: hello.name, role: hello.role });
     if (hello.role === 'primary' && this.role === 'primary' && hello.epoch > this.epoch) {
       // The peer became primary in a later epoch: this node stops acting as primary at once.
-      void this.changeRole('backup', hello.epoch, peerId, `'${hello.name}' is primary in epoch ${hello.epoch}`);
+      void this.stepDownTo(hello.epoch, peerId, `'${hello.name}' is primary in epoch ${hello.epoch}`);
       return;
+    }
+    if (this.role === 'primary') {
+      this.announceMembers();
+      // The primary's maintenance setting wins when the two met again with different ones.
+      if (peerId === this.pairedPeer()?.id) this.links?.send(peerId, { t: 'role.maintenance', epoch: this.epoch, on: this.maintenance() });
     }
     if (this.pendingHandover !== null && hello.epoch < this.pendingHandover) {
       this.links?.send(peerId, { t: 'role.handover', epoch: this.epoch, newEpoch: this.pendingHandover, reqId: 0 });
@@ -429,6 +505,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       throw new UnderstudyError('usage', 'this node is not paired', { hint: 'pair two nodes first' });
     }
     if (this.switching) throw new UnderstudyError('switchover-refused', 'a switchover is already running', { hint: 'wait for it to finish' });
+    if (this.maintenance()) throw this.refuse('maintenance mode is on', "turn it off with 'understudy maintenance off' first");
+    if (this.role === 'primary' && !this.mayActNow()) throw this.refuse('this node holds no lease (it cannot reach the backup or the witness)', 'check the network, then try again');
     if (!this.links?.isConnected(peer.id) || this.runtime.get(peer.id)?.state !== 'up') {
       throw this.refuse(`'${peer.name}' is not reachable`, 'switch over when both nodes are up');
     }
@@ -487,6 +565,249 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     });
   }
 
+  // --- cluster: leases, failover, membership, settings ----------------------------------------
+
+  private config(): ClusterConfig {
+    return resolveConfig(this.store.getSetting<StoredConfig>('cluster.config'));
+  }
+
+  private maintenance(): boolean {
+    return this.store.getSetting<boolean>('cluster.maintenance') ?? false;
+  }
+
+  /** Whether this node, as primary, may do something visible now (checked before every such action). */
+  private mayActNow(): boolean {
+    return this.acting && this.gate.mayAct();
+  }
+
+  /** Tells the heartbeat worker what it needs to keep leases and ask for votes. */
+  private pushCluster(): void {
+    if (this.stopping) return;
+    const peers = this.store.listPeers();
+    const config = this.config();
+    const lagMs = Math.max(0, ...(this.objects?.status() ?? []).map((o) => o.lagMs));
+    const lagOk = config.maxPromoteLagMs === null || lagMs <= config.maxPromoteLagMs;
+    this.heartbeat?.setCluster({
+      role: this.role,
+      epoch: this.epoch,
+      witnessId: this.witnessPeer()?.id ?? null,
+      primaryId: this.role === 'primary' ? null : (peers.find((peer) => peer.role === 'primary')?.id ?? null),
+      canPromote: !this.maintenance() && lagOk,
+      lease: leaseSettings(config),
+    });
+  }
+
+  private async onKeeper(report: KeeperReport, mono: number): Promise<void> {
+    switch (report.type) {
+      case 'fenced': {
+        if (this.role !== 'primary' || !this.acting) return;
+        this.acting = false;
+        this.fenced = true;
+        this.applyPeers();
+        const hook = await this.runHook('stop', this.config().stopBudgetMs);
+        this.record('role.fenced', `this node stopped acting as primary: ${report.reason}; the stop hook ${hook ? 'ran' : 'failed'}`, {
+          reason: report.reason,
+          epoch: this.epoch,
+          decidedAtMono: mono,
+          stoppedAtMono: machineMonoMs(),
+        });
+        return;
+      }
+      case 'lease-acquired': {
+        if (this.role !== 'primary' || this.acting) return;
+        this.acting = true;
+        this.record('role.acting', `this node acts as primary (epoch ${this.epoch}), lease ${report.remainingMs} ms`, { epoch: this.epoch, sinceMono: mono, leaseMs: report.remainingMs });
+        this.applyPeers();
+        if (this.fenced || this.startHookOwed) {
+          this.fenced = false;
+          this.startHookOwed = false;
+          await this.runHook('start');
+        }
+        return;
+      }
+      case 'promote':
+        await this.failover(report.epoch, `the primary was unreachable for ${report.waitedMs} ms and the witness voted for this node`, false);
+        return;
+      case 'vote-refused':
+        if (!this.failoverAlerted) {
+          this.failoverAlerted = true;
+          this.record('failover.waiting', `the primary is unreachable from here, but the witness refused to vote (${report.reason}): no failover`, { reason: report.reason });
+        }
+        return;
+      case 'newer-primary':
+        if (this.role === 'primary') await this.stepDownTo(report.epoch, report.peerId, `'${this.peerName(report.peerId)}' is primary in epoch ${report.epoch}`);
+        return;
+      default:
+        assertNever(report, 'keeper report');
+    }
+  }
+
+  /** Becomes primary after the primary was lost (a witness's vote, or the admin's --force). */
+  private async failover(epoch: number, why: string, forced: boolean): Promise<void> {
+    const peer = this.pairedPeer();
+    if (this.role !== 'backup' || !peer || epoch <= this.epoch || this.switching) return;
+    if (!forced && this.maintenance()) return;
+    const started = performance.now();
+    this.switching = true;
+    try {
+      await this.changeRole('primary', epoch, peer.id, why);
+      await this.waitActing(3 * this.config().leaseMs);
+      this.record('failover.done', `failover done in ${Math.round(performance.now() - started)} ms: this node is the primary, epoch ${epoch}${forced ? ' (forced by the admin)' : ''}`, {
+        epoch,
+        forced,
+        ms: Math.round(performance.now() - started),
+        acting: this.mayActNow(),
+      });
+    } finally {
+      this.switching = false;
+    }
+  }
+
+  private async waitActing(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!this.mayActNow() && performance.now() < deadline && this.role === 'primary') await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  /** `understudy failover --force` on the backup: the admin vouches that the primary is really gone. */
+  private async forceFailover(force: boolean): Promise<{ ms: number; role: NodeRole; epoch: number }> {
+    const started = performance.now();
+    const peer = this.pairedPeer();
+    if (!force) {
+      throw new UnderstudyError('usage', 'failover needs --force', {
+        hint: 'with a witness the backup takes over by itself; --force is for when you know the primary is down (power off or unplugged)',
+      });
+    }
+    if (this.role !== 'backup' || !peer) throw new UnderstudyError('usage', `this node is ${this.role === 'primary' ? 'already the primary' : `the ${this.role}`}`, { hint: 'run failover --force on the backup' });
+    if (this.runtime.get(peer.id)?.state === 'up') {
+      throw new UnderstudyError('failover-refused', `the primary '${peer.name}' is up: a forced failover would give the pair two primaries`, { hint: "use 'understudy switchover' for a planned swap" });
+    }
+    // Without a witness's ballot: the highest epoch known plus one, recorded with this node's id.
+    const epoch = this.epoch + 1;
+    await this.failover(epoch, `forced by the admin while '${peer.name}' was down`, true);
+    return { ms: Math.round(performance.now() - started), role: this.role, epoch: this.epoch };
+  }
+
+  /**
+   * Leaves the primary role because a later primary exists. What this node wrote that the
+   * new primary never acknowledged is archived before the copies are brought in line.
+   */
+  private async stepDownTo(epoch: number, peerId: string, why: string): Promise<void> {
+    if (this.demoting || this.role !== 'primary' || epoch <= this.epoch) return;
+    this.demoting = true;
+    try {
+      const wasActing = this.acting;
+      this.acting = false;
+      this.applyPeers();
+      if (wasActing) await this.runHook('stop', this.config().stopBudgetMs);
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      const dir = join(this.home, 'divergence', `${stamp}-epoch-${this.epoch}`);
+      const archived = await this.objects!.archiveDivergence(dir);
+      if (archived.length > 0) {
+        this.record('divergence.archived', `kept what this node wrote as primary in epoch ${this.epoch} that '${this.peerName(peerId)}' may not have, in ${dir} (${archived.map((a) => `${a.id}: ${a.files} files, ${a.deletions} deletions`).join('; ')})`, {
+          dir,
+          epoch: this.epoch,
+          objects: archived,
+        });
+      }
+      await this.changeRole('backup', epoch, peerId, why, { stopHookRan: true, stoppedActingAtMono: wasActing ? machineMonoMs() : null });
+    } finally {
+      this.demoting = false;
+    }
+  }
+
+  /** On the backup: says once per outage why no failover happens by itself (no witness, or maintenance). */
+  private alertIfPrimaryLost(peer: PeerRecord | undefined, state: PeerState): void {
+    if (!peer || peer.role !== 'primary' || this.role !== 'backup') return;
+    if (state === 'up') {
+      this.failoverAlerted = false;
+      return;
+    }
+    if (state !== 'down' || this.failoverAlerted) return;
+    if (!this.witnessPeer()) {
+      this.failoverAlerted = true;
+      this.record('failover.needed', `the primary '${peer.name}' is down and this pair has no witness, so there is no automatic failover (a partition and a crash look the same from here). Once you are sure '${peer.name}' is off, run 'understudy failover --force' on this node`, { peer: peer.id });
+    } else if (this.maintenance()) {
+      this.failoverAlerted = true;
+      this.record('failover.waiting', `the primary '${peer.name}' is down, and maintenance mode is on: no automatic failover`, { peer: peer.id, reason: 'maintenance' });
+    }
+  }
+
+  private peerName(peerId: string): string {
+    return this.store.listPeers().find((p) => p.id === peerId)?.name ?? shortNodeId(peerId);
+  }
+
+  private setMaintenance(on: boolean, fromPeer = false): { maintenance: boolean } {
+    if (this.role === 'witness') throw new UnderstudyError('usage', 'maintenance mode is set on the primary or the backup', { hint: 'run it on either node of the pair' });
+    this.store.setSetting('cluster.maintenance', on);
+    // It holds for the pair: the other node is told (and told again at every reconnection).
+    const peer = this.pairedPeer();
+    if (!fromPeer && peer) this.links?.send(peer.id, { t: 'role.maintenance', epoch: this.epoch, on });
+    this.pushCluster();
+    this.record('cluster.maintenance', on ? 'maintenance mode on: no automatic failover and no check-triggered switchover' : 'maintenance mode off', { on });
+    return { maintenance: on };
+  }
+
+  private setConfig(key: string, value: string): ClusterConfigView {
+    const stored = setConfigValue(this.store.getSetting<StoredConfig>('cluster.config'), key, value);
+    this.store.setSetting('cluster.config', stored);
+    this.pushCluster();
+    const config = this.config();
+    const later = key === 'heartbeatMs' || key === 'profile' ? ' (the heartbeat interval takes effect at the next start)' : '';
+    this.record('cluster.config-changed', `setting ${key} = ${value}${later}`, { key, value, config });
+    return config;
+  }
+
+  private witnessStatus(): StatusReport['witness'] {
+    const witness = this.witnessPeer();
+    if (!witness) return null;
+    return { id: witness.id, name: witness.name, state: this.runtime.get(witness.id)?.state ?? 'down' };
+  }
+
+  /** The primary pinned a witness: it becomes part of the cluster and is announced to the backup. */
+  private addWitness(peer: PeerRecord): void {
+    this.store.pinMember(peer);
+    this.applyPeers();
+    this.record('cluster.member-added', `the witness '${peer.name}' (${formatAddress(peer.host, peer.port)}) joined; automatic failover is on`, { peer: peer.id, peerName: peer.name, role: 'witness' });
+    this.announceMembers();
+  }
+
+  /** The primary tells every connected member who is in the cluster (the backup learns of the witness, the witness of the backup). */
+  private announceMembers(): void {
+    if (this.role !== 'primary') return;
+    const peers = this.store.listPeers();
+    const members = [
+      { id: this.identity.nodeId, name: this.settings.name, role: this.role, certPem: this.identity.certPem, host: this.settings.listenHost, port: this.settings.listenPort },
+      ...peers.map((peer) => ({ id: peer.id, name: peer.name, role: peer.role, certPem: peer.certPem, host: peer.host, port: peer.port })),
+    ];
+    for (const peer of peers) this.links?.send(peer.id, { t: 'cluster.members', epoch: this.epoch, members });
+  }
+
+  private onMembers(fromId: string, message: Extract<LinkMessage, { t: 'cluster.members' }>): void {
+    if (message.epoch < this.epoch) return;
+    const known = new Map(this.store.listPeers().map((peer) => [peer.id, peer]));
+    if (known.get(fromId)?.role !== 'primary' && !message.members.some((m) => m.id === fromId && m.role === 'primary')) return;
+    let changed = false;
+    for (const member of message.members) {
+      if (member.id === this.identity.nodeId) continue;
+      const keyHash = publicKeyHash(member.certPem);
+      // Only a member whose certificate is its id: the primary vouches for it, the key proves it.
+      if (nodeIdFromKeyHash(keyHash) !== member.id) continue;
+      const existing = known.get(member.id);
+      if (existing && existing.role === member.role && existing.host === member.host && existing.port === member.port) continue;
+      // The wildcard a node listens on is no address to dial: use the one we reach the primary at.
+      const host = member.host === '0.0.0.0' || member.host === '::' ? (known.get(fromId)?.host ?? member.host) : member.host;
+      this.store.pinMember({ id: member.id, name: member.name, role: member.role, keyHash, certPem: member.certPem, host, port: member.port, pairedAt: existing?.pairedAt ?? new Date().toISOString() });
+      if (!existing) this.record('cluster.member-added', `'${member.name}' joined the cluster as ${member.role} (told by '${known.get(fromId)?.name ?? fromId}')`, { peer: member.id, peerName: member.name, role: member.role });
+      changed = true;
+    }
+    if (this.role === 'witness' && message.epoch > this.epoch) {
+      this.epoch = message.epoch;
+      this.store.setSetting('node.epoch', message.epoch);
+      changed = true;
+    }
+    if (changed) this.applyPeers();
+  }
+
   // --- hooks ----------------------------------------------------------------------------------
 
   private hooks(): HookSettings {
@@ -507,12 +828,18 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   }
 
   /** Runs one hook (if set) and records what it did; resolves true when it succeeded or there is none. */
-  private async runHook(name: HookName): Promise<boolean> {
+  private async runHook(name: HookName, timeoutMs?: number): Promise<boolean> {
     const hooks = this.hooks();
     const command = hooks[name];
     if (!command) return true;
-    const result = await runHook(name, command, hooks.timeoutMs, { UNDERSTUDY_ROLE: this.role, UNDERSTUDY_EPOCH: String(this.epoch), UNDERSTUDY_HOME: this.home });
-    const status = result.timedOut ? `timed out after ${hooks.timeoutMs} ms` : result.exitCode === null ? 'could not run' : `exit ${result.exitCode}`;
+    // The application starts and is probed only on a primary that may act right now.
+    if (name !== 'stop' && this.role === 'primary' && !this.mayActNow()) {
+      this.log.warn({ hook: name }, 'hook not run: this node may not act as primary now');
+      return false;
+    }
+    const limitMs = Math.min(hooks.timeoutMs, timeoutMs ?? hooks.timeoutMs);
+    const result = await runHook(name, command, limitMs, { UNDERSTUDY_ROLE: this.role, UNDERSTUDY_EPOCH: String(this.epoch), UNDERSTUDY_HOME: this.home });
+    const status = result.timedOut ? `timed out after ${limitMs} ms` : result.exitCode === null ? 'could not run' : `exit ${result.exitCode}`;
     // A passing health check every few seconds would flood the log: only failures and changes are recorded.
     if (name !== 'check' || !result.ok || this.checkFailures > 0) {
       this.record(result.ok ? 'hook.ran' : 'hook.failed', `${name} hook ${result.ok ? 'ran' : 'failed'} (${status}, ${result.ms} ms)`, {
@@ -542,7 +869,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   }
 
   private async runCheck(): Promise<void> {
-    if (this.role === 'primary' && !this.switching) {
+    if (this.role === 'primary' && !this.switching && this.mayActNow() && !this.maintenance()) {
       const ok = await this.runHook('check');
       this.checkFailures = ok ? 0 : this.checkFailures + 1;
       const limit = this.hooks().checkFailures;
@@ -624,6 +951,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         request?.resolve();
         return;
       }
+      case 'role.maintenance':
+        if (message.on !== this.maintenance()) this.setMaintenance(message.on, true);
+        return;
       case 'role.handover-ack':
         if (message.epoch === this.pendingHandover) {
           this.pendingHandover = null;
@@ -637,23 +967,52 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   }
 
   /** Persists the new role and epoch (fsync) before acting on them, then reverses every object. */
-  private async changeRole(role: 'primary' | 'backup', epoch: number, peerId: string, why: string, options: { stopHookRan?: boolean } = {}): Promise<void> {
+  private async changeRole(
+    role: 'primary' | 'backup',
+    epoch: number,
+    peerId: string,
+    why: string,
+    options: { stopHookRan?: boolean; stoppedActingAtMono?: number | null } = {},
+  ): Promise<void> {
     const previous = this.role;
-    // Stepping down without a switchover (a later primary appeared): the application stops first.
-    if (previous === 'primary' && role === 'backup' && !options.stopHookRan) await this.runHook('stop');
+    let stoppedActingAtMono = options.stoppedActingAtMono ?? null;
+    if (previous === 'primary' && role === 'backup') {
+      const wasActing = this.acting;
+      this.acting = false;
+      // Stepping down without a switchover (a later primary appeared): the application stops first.
+      if (!options.stopHookRan) await this.runHook('stop', this.config().stopBudgetMs);
+      if (wasActing && stoppedActingAtMono === null) stoppedActingAtMono = machineMonoMs();
+    }
     this.store.setRoles({ role, epoch }, { id: peerId, role: role === 'primary' ? 'backup' : 'primary' });
     this.role = role;
     this.epoch = epoch;
     this.roleSince = new Date();
-    this.heartbeat?.setEpoch(epoch);
+    if (role === 'primary') {
+      // With a witness, a new primary acts only once it holds a lease (the worker says when).
+      this.acting = !this.witnessPeer();
+      this.startHookOwed = true;
+      this.fenced = false;
+      this.failoverAlerted = false;
+    }
+    this.applyPeers();
     const started = performance.now();
     await this.objects?.reverse(role);
     const type: EventType = role === 'primary' ? 'role.promoted' : 'role.demoted';
-    this.record(type, `this node is now the ${role} (was ${previous}), epoch ${epoch}: ${why}`, { role, previous, epoch, reverseMs: Math.round(performance.now() - started) });
+    this.record(type, `this node is now the ${role} (was ${previous}), epoch ${epoch}: ${why}`, {
+      role,
+      previous,
+      epoch,
+      reverseMs: Math.round(performance.now() - started),
+      ...(stoppedActingAtMono !== null ? { stoppedActingAtMono } : {}),
+    });
     if (role === 'primary') {
       // A node that became primary is not switched away again by its own checks at once.
       this.checkQuietUntil = performance.now() + CheckCooldownMs;
-      await this.runHook('start');
+      if (!this.witnessPeer()) this.record('role.acting', `this node acts as primary (epoch ${epoch}, no witness: no lease)`, { epoch, sinceMono: machineMonoMs() });
+      if (this.mayActNow() && this.startHookOwed) {
+        this.startHookOwed = false;
+        await this.runHook('start');
+      }
     }
   }
 
@@ -711,6 +1070,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.checkTimer) clearTimeout(this.checkTimer);
+    if (this.clusterTimer) clearInterval(this.clusterTimer);
     this.links?.stop();
     const server = this.peerServer;
     if (server) {

@@ -33,3 +33,12 @@ export function bootClock(): LeaseClock {
 export function leaseClockFrom(clock: Clock): LeaseClock {
   return { nowMs: () => clock.monotonicMs() };
 }
+
+/**
+ * This machine's monotonic clock in ms (CLOCK_MONOTONIC, the same in every process here):
+ * stamped on the events that say when a node started and stopped acting as primary, so a
+ * test can compare the intervals of several nodes run on one machine.
+ */
+export function machineMonoMs(): number {
+  return Number(process.hrtime.bigint() / 1000n) / 1000;
+}

@@ -122,6 +122,19 @@ export class LeaseGrantor {
     if (epoch === this.promisedEpoch) this.promiseUntil = Number.NEGATIVE_INFINITY;
   }
 
+  /** Renewals are refused for epochs below this. */
+  get refusingBelow(): number {
+    return this.refuseBelow;
+  }
+
+  /**
+   * Takes back a revocation made when asking for a vote that was then explicitly refused:
+   * no new epoch was given to anyone, so renewing the primary is safe again.
+   */
+  restoreRefusal(epoch: number): void {
+    this.refuseBelow = epoch;
+  }
+
   /** From now on, renewals for epochs below `epoch` are refused (we asked for or granted it). */
   revokeBelow(epoch: number): void {
     this.refuseBelow = Math.max(this.refuseBelow, epoch);

@@ -7,7 +7,7 @@ const Empty = v.optional(v.object({}), {});
 export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'node:status': Empty,
   'pair:code': Empty,
-  'pair:join': v.object({ peer: v.pipe(v.string(), v.maxLength(300)), code: v.pipe(v.string(), v.maxLength(100)) }),
+  'pair:join': v.object({ peer: v.pipe(v.string(), v.maxLength(300)), code: v.pipe(v.string(), v.maxLength(100)), as: v.optional(v.picklist(['backup', 'witness'])) }),
   'events:list': v.optional(
     v.object({
       afterId: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
@@ -31,6 +31,9 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
     checkFailures: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(100))),
     timeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(600_000))),
   }),
+  'cluster:failover': v.object({ force: v.boolean() }),
+  'cluster:maintenance': v.object({ on: v.boolean() }),
+  'cluster:config-set': v.object({ key: v.pipe(v.string(), v.maxLength(64)), value: v.pipe(v.string(), v.maxLength(64)) }),
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 

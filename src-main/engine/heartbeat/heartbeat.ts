@@ -6,12 +6,14 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
+import type { ClusterView, KeeperReport } from '../cluster/lease-keeper.js';
 import type { BeatPeer, BeatWorkerData, FromWorker, ToWorker } from './worker-protocol.js';
 
 export type PeerBeatReport = Extract<FromWorker, { type: 'peer' }>;
 
 export interface HeartbeatEvents {
   peer: [PeerBeatReport];
+  keeper: [KeeperReport, number];
   /** The worker died: heartbeats have stopped, which the node must treat as fatal. */
   failed: [Error];
 }
@@ -45,6 +47,9 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
           case 'peer':
             this.emit('peer', message);
             return;
+          case 'keeper':
+            this.emit('keeper', message.report, message.mono);
+            return;
           case 'log':
             this.log[message.level](message.fields, message.msg);
             return;
@@ -67,8 +72,8 @@ export class Heartbeat extends EventEmitter<HeartbeatEvents> {
     this.send({ type: 'peers', peers });
   }
 
-  setEpoch(epoch: number): void {
-    this.send({ type: 'epoch', epoch });
+  setCluster(view: ClusterView): void {
+    this.send({ type: 'cluster', view });
   }
 
   /** Stops beating and closes the heartbeat port; resolves when the worker has exited. */

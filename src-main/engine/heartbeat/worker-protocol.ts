@@ -1,5 +1,6 @@
 /** Messages between the node (main thread) and its heartbeat worker thread. */
 import type { PeerState, RttStats } from '../../contract/control.js';
+import type { ClusterView, KeeperReport } from '../cluster/lease-keeper.js';
 
 export interface BeatPeer {
   id: string;
@@ -21,11 +22,16 @@ export interface BeatWorkerData {
   intervalMs: number;
   suspectAfterMs: number;
   downAfterMs: number;
+  /** The node's home: the witness keeps its ballot there. */
+  home: string;
+  /** Shared with the main thread: until when this node may act as primary (LeaseSlots). */
+  leaseBuffer: SharedArrayBuffer;
+  leaseMs: number;
 }
 
 export type ToWorker =
   | { type: 'peers'; peers: BeatPeer[] }
-  | { type: 'epoch'; epoch: number }
+  | { type: 'cluster'; view: ClusterView }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -43,4 +49,6 @@ export type FromWorker =
       changed: boolean;
     }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> }
+  /** `mono`: machineMonoMs() when the worker decided, before the main thread hears of it. */
+  | { type: 'keeper'; report: KeeperReport; mono: number }
   | { type: 'stopped' };

@@ -11,6 +11,9 @@ import { FramedSocket } from '../link/framed-socket.js';
 import { BeatMessageSchema, MaxFrameBytes, type BeatMessage } from '../link/messages.js';
 import { Alpn, clientTlsOptions, peerKeyHash, serverTlsOptions } from '../link/tls.js';
 import { PeerDetector } from './detector.js';
+import { ballotFile } from '../cluster/ballot-file.js';
+import { bootClock, machineMonoMs } from '../cluster/lease-clock.js';
+import { LeaseKeeper, LeaseSlots, type ClusterView } from '../cluster/lease-keeper.js';
 import type { BeatPeer, BeatWorkerData, FromWorker, ToWorker } from './worker-protocol.js';
 
 const data = workerData as BeatWorkerData;
@@ -25,6 +28,27 @@ const DialBackoffMaxMs = 1000;
 let epoch = 0;
 let seq = 0;
 let stopping = false;
+let view: ClusterView | null = null;
+const shared = new Float64Array(data.leaseBuffer);
+const keeper = new LeaseKeeper(
+  bootClock(),
+  {
+    report: (report) => post({ type: 'keeper', report, mono: machineMonoMs() }),
+    sendVoteRequest: (to, knownEpoch, reqId) => {
+      const conn = sessions.get(to)?.active;
+      if (!conn) return false;
+      conn.send({ t: 'vote.request', epoch: knownEpoch, reqId });
+      return true;
+    },
+    publish: (actUntil, enforced) => {
+      shared[LeaseSlots.actUntil] = actUntil;
+      shared[LeaseSlots.enforced] = enforced ? 1 : 0;
+    },
+    log: (msg, fields) => log('info', msg, fields),
+  },
+  { leaseMs: data.leaseMs },
+  ballotFile(data.home),
+);
 
 function post(message: FromWorker): void {
   port.postMessage(message);
@@ -74,11 +98,11 @@ class BeatPeerSession {
     if (this.peer.dial) this.scheduleDial(this.nextBackoff());
   }
 
-  beat(): void {
+  beat(lease?: number): void {
     if (!this.active) return;
     seq += 1;
     this.detector.pingSent(seq);
-    this.active.send({ t: 'ping', seq, epoch });
+    this.active.send({ t: 'ping', seq, epoch, ...(view ? { role: view.role } : {}), ...(lease !== undefined ? { lease } : {}) });
   }
 
   tick(): void {
@@ -174,11 +198,26 @@ function attach(socket: TLSSocket, known: BeatPeerSession | null): FramedSocket<
         return;
       }
       switch (message.t) {
-        case 'ping':
-          conn.send({ t: 'pong', seq: message.seq, epoch });
+        case 'ping': {
+          const extras = session ? keeper.onPing(session.peer.id, message) : {};
+          conn.send({ t: 'pong', seq: message.seq, epoch, ...extras });
           return;
+        }
         case 'pong':
-          if (session?.active === conn) session.pong(message.seq);
+          if (session?.active === conn) {
+            session.pong(message.seq);
+            keeper.onPong(message);
+          }
+          return;
+        case 'vote.request': {
+          if (!session) return;
+          const primary = view?.primaryId ? sessions.get(view.primaryId) : undefined;
+          const reply = keeper.onVoteRequest(session.peer.id, message, primary?.detector.state === 'up');
+          conn.send({ t: 'vote.reply', reqId: message.reqId, granted: reply.granted, epoch: reply.epoch, ...(reply.reason ? { reason: reply.reason } : {}) });
+          return;
+        }
+        case 'vote.reply':
+          keeper.onVoteReply(message);
           return;
         case 'hb.hello':
           return conn.close('a second hb.hello on one connection');
@@ -216,12 +255,18 @@ server.on('error', (error: NodeJS.ErrnoException) => {
 });
 server.listen(data.listenPort, data.listenHost, () => post({ type: 'listening' }));
 
-const beatTimer = setInterval(() => {
-  for (const session of sessions.values()) session.beat();
-}, data.intervalMs);
+/** One round: a ping to every peer, carrying the primary's lease renewal. */
+function beatRound(): void {
+  const lease = keeper.leaseRequest();
+  for (const session of sessions.values()) session.beat(lease);
+}
+
+const beatTimer = setInterval(beatRound, data.intervalMs);
 const tickTimer = setInterval(
   () => {
     for (const session of sessions.values()) session.tick();
+    const up = (id: string | null | undefined) => (id ? sessions.get(id)?.detector.state === 'up' : false);
+    keeper.tick({ primaryUp: up(view?.primaryId), witnessUp: up(view?.witnessId) });
   },
   Math.max(10, Math.floor(data.intervalMs / 4)),
 );
@@ -247,9 +292,14 @@ port.on('message', (message: ToWorker) => {
       }
       return;
     }
-    case 'epoch':
-      epoch = message.epoch;
+    case 'cluster': {
+      view = message.view;
+      epoch = view.epoch;
+      keeper.setView(view);
+      // A primary (new, or with new settings) asks for its lease at once rather than at the next beat.
+      if (view.role === 'primary') beatRound();
       return;
+    }
     case 'stop':
       stopping = true;
       clearInterval(beatTimer);

@@ -30,19 +30,25 @@ export interface Pairer {
   name: string;
   listen: { host: string; port: number };
   log: Logger;
-  /** Whether this node already has a peer; a paired node neither issues nor joins. */
-  pairedWith(): PeerRecord | null;
+  /** The peer already in that place (the backup, or the witness), if any: each place takes one. */
+  pairedWith(as: JoinAs): PeerRecord | null;
 }
+
+/** What a joiner becomes: the issuer's backup, or the pair's witness. */
+export type JoinAs = 'backup' | 'witness';
 
 export interface Issuer extends Pairer {
   codes: PairingCodeBook;
-  /** Durably pins the joiner and makes this node primary; called once, on commit. */
+  /** Durably pins the joiner (its role says backup or witness); a backup makes this node primary. Called once, on commit. */
   commit(peer: PeerRecord): void;
+  /** The epoch a joiner starts in: the first one for a new pair, the current one for a witness. */
+  epochFor(as: JoinAs): number;
   /** Reports a refused attempt (wrong, expired or used code, and so on). */
   refused(reason: { code: ErrorCode; message: string; remote: string }): void;
 }
 
 export interface Joiner extends Pairer {
+  as: JoinAs;
   /** Durably pins the issuer and makes this node its backup, before committing. */
   pin(peer: PeerRecord, epoch: number): void;
   /** Takes the pin back when the issuer did not confirm. */
@@ -129,9 +135,10 @@ export async function answerPairing(socket: TLSSocket, issuer: Issuer): Promise<
     const hello = await exchange.next('pair.hello');
     if (hello.t !== 'pair.hello') return;
     if (hello.nodeId !== nodeIdFromKeyHash(joinerKey)) return refuse('pair-failed', 'the node id does not match the key presented');
-    const existing = issuer.pairedWith();
+    const as: JoinAs = hello.as ?? 'backup';
+    const existing = issuer.pairedWith(as);
     if (existing) {
-      return refuse('already-paired', `the node '${issuer.name}' is already paired with '${existing.name}'`);
+      return refuse('already-paired', `the node '${issuer.name}' already has a ${as}: '${existing.name}'`);
     }
     if (pairingInProgress) return refuse('pair-failed', 'another pairing is in progress on this node; try again in a moment');
     const check = issuer.codes.check(hello.codeId);
@@ -156,15 +163,15 @@ export async function answerPairing(socket: TLSSocket, issuer: Issuer): Promise<
     issuer.codes.consume(hello.codeId);
     pairingInProgress = true;
     try {
-      exchange.conn.send({ t: 'pair.accepted', mac: pairingProof(check.secret, 'issuer', transcript), epoch: FirstEpoch });
+      exchange.conn.send({ t: 'pair.accepted', mac: pairingProof(check.secret, 'issuer', transcript), epoch: issuer.epochFor(as) });
       const commit = await exchange.next('pair.commit');
       if (commit.t !== 'pair.commit') return;
-      if (issuer.pairedWith()) return refuse('already-paired', `the node '${issuer.name}' paired with another node meanwhile`);
+      if (issuer.pairedWith(as)) return refuse('already-paired', `the node '${issuer.name}' paired with another ${as} meanwhile`);
       const host = isWildcard(hello.listen.host) ? stripIpv6Prefix(remote) : hello.listen.host;
       issuer.commit({
         id: hello.nodeId,
         name: hello.name,
-        role: 'backup',
+        role: as,
         keyHash: joinerKey,
         certPem: joinerCert,
         host,
@@ -184,7 +191,7 @@ export async function answerPairing(socket: TLSSocket, issuer: Issuer): Promise<
 
 /** The joiner's side: pairs this node as the backup of the node at `address`. */
 export async function joinPeer(joiner: Joiner, address: { host: string; port: number }, codeText: string): Promise<PeerRecord> {
-  const existing = joiner.pairedWith();
+  const existing = joiner.pairedWith('backup') ?? joiner.pairedWith('witness');
   if (existing) {
     throw new UnderstudyError('already-paired', `this node is already paired with '${existing.name}'`, {
       hint: 'a paired node cannot pair again; use a fresh node as the new backup',
@@ -211,6 +218,7 @@ export async function joinPeer(joiner: Joiner, address: { host: string; port: nu
       name: joiner.name,
       listen: joiner.listen,
       nonce: joinerNonce.toString('base64'),
+      ...(joiner.as === 'witness' ? { as: 'witness' as const } : {}),
     });
     const challenge = await exchange.next('pair.challenge');
     if (challenge.t === 'pair.refused') throw refusedError(challenge, where);

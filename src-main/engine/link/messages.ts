@@ -37,6 +37,8 @@ export const PairMessageSchema = v.variant('t', [
     name: NameSchema,
     listen: ListenAddressSchema,
     nonce: NonceSchema,
+    // What the joiner pairs as: the primary's backup (the default) or the pair's witness.
+    as: v.optional(v.picklist(['backup', 'witness'])),
   }),
   v.object({ t: v.literal('pair.challenge'), nodeId: NodeIdSchema, name: NameSchema, nonce: NonceSchema }),
   v.object({ t: v.literal('pair.proof'), mac: MacSchema }),
@@ -203,6 +205,26 @@ export const LinkMessageSchema = v.variant('t', [
   v.object({ t: v.literal('role.handover'), epoch: EpochSchema, newEpoch: EpochSchema, reqId: v.pipe(IntSchema, v.minValue(0)) }),
   // backup -> primary: promoted in epoch
   v.object({ t: v.literal('role.handover-ack'), epoch: EpochSchema }),
+  // either node -> the other: maintenance mode was turned on or off (it holds for the pair)
+  v.object({ t: v.literal('role.maintenance'), epoch: EpochSchema, on: v.boolean() }),
+  // primary -> backup and witness: who is in the cluster (a witness paired with the primary is pinned by the others)
+  v.object({
+    t: v.literal('cluster.members'),
+    epoch: EpochSchema,
+    members: v.pipe(
+      v.array(
+        v.object({
+          id: NodeIdSchema,
+          name: NameSchema,
+          role: RoleSchema,
+          certPem: v.pipe(v.string(), v.maxLength(8192)),
+          host: v.pipe(v.string(), v.maxLength(255)),
+          port: v.pipe(IntSchema, v.minValue(1), v.maxValue(65535)),
+        }),
+      ),
+      v.maxLength(3),
+    ),
+  }),
   // backup -> primary: everything up to position.seq is durably applied
   v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
   // primary -> backup: how far behind the backup is, as the primary measures it
@@ -224,8 +246,12 @@ export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 
 export const BeatMessageSchema = v.variant('t', [
   v.object({ t: v.literal('hb.hello'), nodeId: NodeIdSchema }),
-  v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema }),
-  v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema }),
+  // Every ping is also a lease renewal when it comes from the primary (lease: its request id).
+  v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema, role: v.optional(RoleSchema), lease: v.optional(SeqSchema) }),
+  v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema, grant: v.optional(SeqSchema), refused: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
+  // backup -> witness: the primary is gone for me; vote for me in the epoch after `epoch`
+  v.object({ t: v.literal('vote.request'), epoch: EpochSchema, reqId: SeqSchema }),
+  v.object({ t: v.literal('vote.reply'), reqId: SeqSchema, granted: v.boolean(), epoch: EpochSchema, reason: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
 ]);
 export type BeatMessage = v.InferOutput<typeof BeatMessageSchema>;
 

@@ -187,6 +187,14 @@ export class ObjectStore {
     return { count: row.count, oldestChangedAt: row.oldest };
   }
 
+  /** The paths changed after `seq` (not acknowledged by the backup), with whether each was a deletion. */
+  changedAfter(objectId: string, seq: number): { path: string; type: string; deleted: boolean }[] {
+    const rows = this.db
+      .prepare('SELECT path, type, deleted FROM folder_entries WHERE object_id = ? AND seq > ? ORDER BY seq')
+      .all(objectId, seq) as { path: string; type: string; deleted: number }[];
+    return rows.map((row) => ({ path: row.path, type: row.type, deleted: row.deleted === 1 }));
+  }
+
   /**
    * Records changes on the primary: each entry gets the next seq, in the order given, in one
    * transaction with the object's counter. Returns the entries with their seqs.

@@ -13,6 +13,7 @@ import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
 import { FolderSource, type SourceOptions } from './folder/source.js';
 import { VersionsArea } from './folder/versions.js';
+import { archiveDivergence, type ArchivedObject } from './divergence.js';
 import { newObject, ObjectStore, type ObjectKind, type ObjectRecord } from './object-store.js';
 import { SqliteReplica } from './sqlite/replica.js';
 import { SqliteSource } from './sqlite/source.js';
@@ -178,6 +179,13 @@ export class ProtectedObjects {
       if (behind.length === 0 || performance.now() >= deadline) return behind.map((status) => `${status.id} (${status.state}, ${status.pending} pending)`);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+  }
+
+  /** Keeps what this node's sources hold beyond the backup's acknowledgement (see divergence.ts). */
+  async archiveDivergence(dir: string): Promise<ArchivedObject[]> {
+    for (const source of this.sources.values()) await source.flush();
+    const sources = this.store.listObjects().filter((object) => object.side === 'source');
+    return archiveDivergence(dir, sources, this.store);
   }
 
   /**

@@ -138,6 +138,17 @@ export class Store {
     })();
   }
 
+  /** Pins a member the primary told us about (the pair's witness, or the backup on the witness); our own role is unchanged. */
+  pinMember(peer: PeerRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO peers(id, name, role, key_hash, cert_pem, host, port, paired_at)
+         VALUES(@id, @name, @role, @keyHash, @certPem, @host, @port, @pairedAt)
+         ON CONFLICT(id) DO UPDATE SET role = excluded.role, host = excluded.host, port = excluded.port`,
+      )
+      .run(peer);
+  }
+
   /** Undoes a pairing that did not complete on both sides. */
   removePairing(peerId: string, self: { role: NodeRole; epoch: number }): void {
     this.db.transaction(() => {
