@@ -107,9 +107,9 @@ export class TestNode {
   }
 
   /** Starts `understudy serve` and waits until its control socket answers. */
-  async serve(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<void> {
+  async serve(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, command: 'serve' | 'witness' = 'serve'): Promise<void> {
     this.output = '';
-    const child = spawn(process.execPath, [CliPath, 'serve', '--home', this.home, ...extraArgs], {
+    const child = spawn(process.execPath, [CliPath, command, '--home', this.home, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
@@ -226,6 +226,39 @@ export async function startPair(serveEnv: { primary?: NodeJS.ProcessEnv; backup?
   if (paired.code !== 0) throw new Error(`pairing failed: ${paired.stderr}`);
   await Promise.all([waitPeerUp(primary), waitPeerUp(backup)]);
   return [primary, backup];
+}
+
+/** Pairs a witness with the primary (`pair --as witness`). */
+export async function pairWitness(primary: TestNode, witness: TestNode): Promise<CliResult> {
+  const issued = await primary.cli('pair-code');
+  if (issued.code !== 0) throw new Error(`pair-code failed: ${issued.stderr}`);
+  const code = issued.stdout.trim().split('\n').at(-1)!;
+  return witness.cli('pair', '--peer', primary.address, '--code', code, '--as', 'witness');
+}
+
+/** A pair and its witness, serving; resolves once every node sees the two others up. */
+export async function startTrio(serveEnv: NodeJS.ProcessEnv = {}): Promise<[TestNode, TestNode, TestNode]> {
+  const [primary, backup] = await startPair({ primary: serveEnv, backup: serveEnv });
+  const witness = await TestNode.create('witness');
+  await witness.serve([], serveEnv, 'witness');
+  const paired = await pairWitness(primary, witness);
+  if (paired.code !== 0) throw new Error(`pairing the witness failed: ${paired.stderr}`);
+  await waitTrioUp(primary, backup, witness);
+  return [primary, backup, witness];
+}
+
+/** Every node sees both others up (the backup and the witness learn of each other through the primary). */
+export async function waitTrioUp(primary: TestNode, backup: TestNode, witness: TestNode, timeoutMs = 15_000): Promise<void> {
+  for (const node of [primary, backup, witness]) {
+    await waitFor(
+      `${node.name} to see two peers up`,
+      async () => {
+        const status = await node.status();
+        return status.peers.length === 2 && status.peers.every((peer) => peer.state === 'up') ? true : undefined;
+      },
+      timeoutMs,
+    );
+  }
 }
 
 /** Runs a command (nft, ip...) and resolves with its output; rejects on failure. */

@@ -91,7 +91,7 @@ export class LeaseKeeper {
   }
 
   /** A ping arrived from `from`; returns what our pong adds to it (a grant or a refusal). */
-  onPing(from: string, ping: { epoch: number; role?: NodeRole | undefined; lease?: number | undefined }): { grant?: number; refused?: string } {
+  onPing(from: string, ping: { epoch: number; role?: NodeRole | undefined; lease?: number | undefined }): { grant?: number; grantedEpoch?: number; refused?: string } {
     const view = this.view;
     if (!view) return {};
     if (ping.role === 'primary' && ping.epoch > view.epoch && view.role !== 'witness') {
@@ -101,12 +101,13 @@ export class LeaseKeeper {
     if (view.role !== 'backup' && view.role !== 'witness') return { refused: `i-am-${view.role}` };
     if (view.role === 'backup' && from !== view.primaryId && ping.epoch <= view.epoch) return { refused: 'not-my-primary' };
     const result = this.grantor.grant(ping.epoch);
-    return result.ok ? { grant: ping.lease } : { refused: result.reason };
+    // The grant names the epoch it is for: our own epoch may lag behind the primary's.
+    return result.ok ? { grant: ping.lease, grantedEpoch: ping.epoch } : { refused: result.reason };
   }
 
-  onPong(pong: { epoch: number; grant?: number | undefined }): void {
-    if (pong.grant !== undefined && this.lease) {
-      this.lease.granted(pong.grant, pong.epoch);
+  onPong(pong: { grant?: number | undefined; grantedEpoch?: number | undefined }): void {
+    if (pong.grant !== undefined && pong.grantedEpoch !== undefined && this.lease) {
+      this.lease.granted(pong.grant, pong.grantedEpoch);
       this.evaluate();
     }
   }

@@ -248,7 +248,7 @@ export const BeatMessageSchema = v.variant('t', [
   v.object({ t: v.literal('hb.hello'), nodeId: NodeIdSchema }),
   // Every ping is also a lease renewal when it comes from the primary (lease: its request id).
   v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema, role: v.optional(RoleSchema), lease: v.optional(SeqSchema) }),
-  v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema, grant: v.optional(SeqSchema), refused: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
+  v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema, grant: v.optional(SeqSchema), grantedEpoch: v.optional(EpochSchema), refused: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
   // backup -> witness: the primary is gone for me; vote for me in the epoch after `epoch`
   v.object({ t: v.literal('vote.request'), epoch: EpochSchema, reqId: SeqSchema }),
   v.object({ t: v.literal('vote.reply'), reqId: SeqSchema, granted: v.boolean(), epoch: EpochSchema, reason: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
