@@ -995,6 +995,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       this.failoverAlerted = false;
     }
     this.applyPeers();
+    // The witness must know who the primary is now: it votes and grants by that.
+    if (role === 'primary') this.announceMembers();
     const started = performance.now();
     await this.objects?.reverse(role);
     const type: EventType = role === 'primary' ? 'role.promoted' : 'role.demoted';
