@@ -85,13 +85,14 @@ export class LeaseKeeper {
     this.evaluate();
   }
 
-  /** One round of beats: the primary's renewal request id, carried by every ping of the round. */
-  leaseRequest(): number | undefined {
-    return this.lease?.request();
+  /** One round of beats: the primary's renewal request (its id and the lease length it asks for), carried by every ping of the round. */
+  leaseRequest(): { id: number; leaseMs: number } | undefined {
+    if (!this.lease || !this.view) return undefined;
+    return { id: this.lease.request(), leaseMs: this.view.lease.leaseMs };
   }
 
   /** A ping arrived from `from`; returns what our pong adds to it (a grant or a refusal). */
-  onPing(from: string, ping: { epoch: number; role?: NodeRole | undefined; lease?: number | undefined }): { grant?: number; grantedEpoch?: number; refused?: string } {
+  onPing(from: string, ping: { epoch: number; role?: NodeRole | undefined; lease?: number | undefined; leaseMs?: number | undefined }): { grant?: number; grantedEpoch?: number; refused?: string } {
     const view = this.view;
     if (!view) return {};
     if (ping.role === 'primary' && ping.epoch > view.epoch && view.role !== 'witness') {
@@ -100,7 +101,10 @@ export class LeaseKeeper {
     if (ping.lease === undefined || ping.role !== 'primary') return {};
     if (view.role !== 'backup' && view.role !== 'witness') return { refused: `i-am-${view.role}` };
     if (view.role === 'backup' && from !== view.primaryId && ping.epoch <= view.epoch) return { refused: 'not-my-primary' };
-    const result = this.grantor.grant(ping.epoch);
+    // A promise longer than our own lease could outlast the wait after our restart: refused,
+    // so a primary set up with a longer lease than its grantors steps down instead of risking two primaries.
+    if (ping.leaseMs !== undefined && ping.leaseMs > view.lease.leaseMs) return { refused: 'lease-too-long' };
+    const result = this.grantor.grant(ping.epoch, ping.leaseMs);
     // The grant names the epoch it is for: our own epoch may lag behind the primary's.
     return result.ok ? { grant: ping.lease, grantedEpoch: ping.epoch } : { refused: result.reason };
   }

@@ -103,12 +103,14 @@ export class LeaseGrantor {
   }
 
   /** A renewal from the primary of `epoch`: promise, or say why not. */
-  grant(epoch: number): { ok: true } | { ok: false; reason: GrantRefusal } {
+  grant(epoch: number, durationMs = this.settings.leaseMs): { ok: true } | { ok: false; reason: GrantRefusal } {
     if (!this.ready()) return { ok: false, reason: 'starting' };
     if (epoch < this.refuseBelow) return { ok: false, reason: 'revoked' };
     if (epoch < this.promisedEpoch) return { ok: false, reason: 'stale-epoch' };
     this.promisedEpoch = epoch;
-    this.promiseUntil = this.clock.nowMs() + this.settings.leaseMs;
+    // The promise lasts as long as the primary asked (its own leaseMs), so that nodes set up
+    // with different lease lengths stay safe; it never ends earlier than one already given.
+    this.promiseUntil = Math.max(this.promiseUntil, this.clock.nowMs() + durationMs);
     return { ok: true };
   }
 

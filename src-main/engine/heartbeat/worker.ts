@@ -98,11 +98,11 @@ class BeatPeerSession {
     if (this.peer.dial) this.scheduleDial(this.nextBackoff());
   }
 
-  beat(lease?: number): void {
+  beat(lease?: { id: number; leaseMs: number }): void {
     if (!this.active) return;
     seq += 1;
     this.detector.pingSent(seq);
-    this.active.send({ t: 'ping', seq, epoch, ...(view ? { role: view.role } : {}), ...(lease !== undefined ? { lease } : {}) });
+    this.active.send({ t: 'ping', seq, epoch, ...(view ? { role: view.role } : {}), ...(lease ? { lease: lease.id, leaseMs: lease.leaseMs } : {}) });
   }
 
   tick(): void {

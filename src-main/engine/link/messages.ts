@@ -247,7 +247,7 @@ export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 export const BeatMessageSchema = v.variant('t', [
   v.object({ t: v.literal('hb.hello'), nodeId: NodeIdSchema }),
   // Every ping is also a lease renewal when it comes from the primary (lease: its request id).
-  v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema, role: v.optional(RoleSchema), lease: v.optional(SeqSchema) }),
+  v.object({ t: v.literal('ping'), seq: SeqSchema, epoch: EpochSchema, role: v.optional(RoleSchema), lease: v.optional(SeqSchema), leaseMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(120_000))) }),
   v.object({ t: v.literal('pong'), seq: SeqSchema, epoch: EpochSchema, grant: v.optional(SeqSchema), grantedEpoch: v.optional(EpochSchema), refused: v.optional(v.pipe(v.string(), v.maxLength(40))) }),
   // backup -> witness: the primary is gone for me; vote for me in the epoch after `epoch`
   v.object({ t: v.literal('vote.request'), epoch: EpochSchema, reqId: SeqSchema }),
