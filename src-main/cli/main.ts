@@ -41,6 +41,8 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   failover --force                        on the backup, when the primary is down for sure: take over
                                           without a witness's vote
   maintenance on|off                      suspend automatic failover and check-triggered switchovers
+  vip set ADDR/PREFIX --dev IFACE         a virtual IP that moves with the primary role ('none' removes it;
+                                          Linux, as root)
   config set KEY VALUE                    profile lan|wan, heartbeatMs, leaseMs, stopBudgetMs,
                                           maxPromoteLagMs (ms or 'none')
   --version                               print the version
@@ -75,6 +77,8 @@ async function main(argv: string[]): Promise<number> {
       return maintenance(rest);
     case 'config':
       return config(rest);
+    case 'vip':
+      return vip(rest);
     case 'pair-code':
       return pairCode(rest);
     case 'pair':
@@ -132,6 +136,17 @@ async function maintenance(argv: string[]): Promise<number> {
   if ((state !== 'on' && state !== 'off') || extra.length > 0) throw new UsageError("maintenance: 'maintenance on' or 'maintenance off'");
   const result = await call(homeFrom(values), 'cluster:maintenance', { on: state === 'on' });
   console.log(values.json ? JSON.stringify(result) : `Maintenance mode is ${result.maintenance ? 'on: no automatic failover or check-triggered switchover until it is off' : 'off'}.`);
+  return 0;
+}
+
+async function vip(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('vip', argv, { dev: { type: 'string' } }, true);
+  const [verb, address, ...extra] = positionals;
+  if (verb !== 'set' || address === undefined || extra.length > 0) throw new UsageError("vip: 'vip set ADDRESS/PREFIX --dev IFACE' or 'vip set none'");
+  const dev = address === 'none' ? '' : requireOption('vip set', 'dev', values.dev);
+  const result = await call(homeFrom(values), 'cluster:vip-set', { address, dev });
+  if (values.json) console.log(JSON.stringify(result));
+  else console.log(result.address ? `Virtual IP ${result.address} on ${result.dev} moves with the primary role.` : 'No virtual IP.');
   return 0;
 }
 

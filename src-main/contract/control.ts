@@ -174,6 +174,9 @@ export type EventType =
   | 'divergence.archived'
   | 'cluster.member-added'
   | 'cluster.config-changed'
+  | 'vip.added'
+  | 'vip.removed'
+  | 'vip.skipped'
   | 'cluster.maintenance'
   | 'sqlite.protected'
   | 'sqlite.unprotected'
@@ -224,6 +227,8 @@ export interface Commands {
    * admin vouches that the old primary is really gone). Refused while the primary is up.
    */
   'cluster:failover': { params: { force: boolean }; result: { ms: number; role: NodeRole; epoch: number } };
+  /** The virtual IP that moves with the primary role (address 'none' removes it); set it on both nodes. */
+  'cluster:vip-set': { params: { address: string; dev: string }; result: { address: string | null; dev: string | null } };
   /** Maintenance mode on or off (no automatic failover, no check-triggered switchover). */
   'cluster:maintenance': { params: { on: boolean }; result: { maintenance: boolean } };
   /** One timing setting (profile, heartbeatMs, leaseMs, stopBudgetMs, maxPromoteLagMs); returns them all. */

@@ -28,6 +28,7 @@ import { ProtectedObjects } from './objects/objects.js';
 import { LeaseGate } from './cluster/lease-gate.js';
 import { machineMonoMs } from './cluster/lease-clock.js';
 import type { KeeperReport } from './cluster/lease-keeper.js';
+import { parseVip, releaseVip, takeVip, type VipSettings } from './cluster/vip.js';
 import { leaseSettings, resolveConfig, setConfigValue, type ClusterConfig, type StoredConfig } from './cluster/cluster-config.js';
 
 export interface NodeOptions {
@@ -169,7 +170,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     });
     await this.heartbeat.start();
     this.acting = this.role === 'primary' && !this.witnessPeer();
-    if (this.acting) this.record('role.acting', `this node acts as primary (epoch ${this.epoch}, no witness: no lease)`, { epoch: this.epoch, sinceMono: machineMonoMs() });
+    if (this.acting) {
+      this.record('role.acting', `this node acts as primary (epoch ${this.epoch}, no witness: no lease)`, { epoch: this.epoch, sinceMono: machineMonoMs() });
+      void this.moveVip(true);
+    }
     this.pushCluster();
 
     this.links = new PeerLinks(this.identity, () => this.hello(), this.log.child({ sub: 'link' }));
@@ -319,6 +323,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         return this.setHooks(params as Partial<HookSettings>);
       case 'cluster:failover':
         return this.forceFailover((params as { force: boolean }).force);
+      case 'cluster:vip-set': {
+        const { address, dev } = params as { address: string; dev: string };
+        return this.setVip(address, dev);
+      }
       case 'cluster:maintenance':
         return this.setMaintenance((params as { on: boolean }).on);
       case 'cluster:config-set': {
@@ -604,7 +612,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         this.acting = false;
         this.fenced = true;
         this.applyPeers();
+        const vip = this.moveVip(false);
         const hook = await this.runHook('stop', this.config().stopBudgetMs);
+        await vip;
         this.record('role.fenced', `this node stopped acting as primary: ${report.reason}; the stop hook ${hook ? 'ran' : 'failed'}`, {
           reason: report.reason,
           epoch: this.epoch,
@@ -618,6 +628,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         this.acting = true;
         this.record('role.acting', `this node acts as primary (epoch ${this.epoch}), lease ${report.remainingMs} ms`, { epoch: this.epoch, sinceMono: mono, leaseMs: report.remainingMs });
         this.applyPeers();
+        void this.moveVip(true);
         if (this.fenced || this.startHookOwed) {
           this.fenced = false;
           this.startHookOwed = false;
@@ -730,6 +741,27 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       this.failoverAlerted = true;
       this.record('failover.waiting', `the primary '${peer.name}' is down, and maintenance mode is on: no automatic failover`, { peer: peer.id, reason: 'maintenance' });
     }
+  }
+
+  private vip(): VipSettings | null {
+    return this.store.getSetting<VipSettings | null>('cluster.vip') ?? null;
+  }
+
+  private setVip(address: string, dev: string): { address: string | null; dev: string | null } {
+    const old = this.vip();
+    const next = address === 'none' ? null : parseVip(address, dev);
+    if (old && this.mayActNow()) void this.moveVip(false, old);
+    this.store.setSetting('cluster.vip', next);
+    if (next && this.mayActNow()) void this.moveVip(true);
+    return { address: next?.address ?? null, dev: next?.dev ?? null };
+  }
+
+  /** Takes or gives up the virtual IP with the primary role; never fails the role change, says why when skipped. */
+  private async moveVip(take: boolean, vip = this.vip()): Promise<void> {
+    if (!vip) return;
+    const outcome = take ? await takeVip(vip) : await releaseVip(vip);
+    if (outcome.ok) this.record(take ? 'vip.added' : 'vip.removed', `virtual IP ${vip.address} on ${vip.dev}: ${outcome.detail}`, { address: vip.address, dev: vip.dev });
+    else this.record('vip.skipped', `virtual IP ${vip.address} not ${take ? 'taken' : 'given up'}: ${outcome.reason}`, { address: vip.address, dev: vip.dev, reason: outcome.reason });
   }
 
   private peerName(peerId: string): string {
@@ -979,6 +1011,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     if (previous === 'primary' && role === 'backup') {
       const wasActing = this.acting;
       this.acting = false;
+      await this.moveVip(false);
       // Stepping down without a switchover (a later primary appeared): the application stops first.
       if (!options.stopHookRan) await this.runHook('stop', this.config().stopBudgetMs);
       if (wasActing && stoppedActingAtMono === null) stoppedActingAtMono = machineMonoMs();
@@ -1010,7 +1043,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     if (role === 'primary') {
       // A node that became primary is not switched away again by its own checks at once.
       this.checkQuietUntil = performance.now() + CheckCooldownMs;
-      if (!this.witnessPeer()) this.record('role.acting', `this node acts as primary (epoch ${epoch}, no witness: no lease)`, { epoch, sinceMono: machineMonoMs() });
+      if (!this.witnessPeer()) {
+        this.record('role.acting', `this node acts as primary (epoch ${epoch}, no witness: no lease)`, { epoch, sinceMono: machineMonoMs() });
+        void this.moveVip(true);
+      }
       if (this.mayActNow() && this.startHookOwed) {
         this.startHookOwed = false;
         await this.runHook('start');
@@ -1073,6 +1109,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.stopping = true;
     if (this.checkTimer) clearTimeout(this.checkTimer);
     if (this.clusterTimer) clearInterval(this.clusterTimer);
+    // A clean stop gives the virtual IP up (a crash cannot: the next primary's ARP takes it over).
+    if (this.role === 'primary' && this.acting) {
+      this.acting = false;
+      await this.moveVip(false);
+    }
     this.links?.stop();
     const server = this.peerServer;
     if (server) {

@@ -32,6 +32,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
     timeoutMs: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(600_000))),
   }),
   'cluster:failover': v.object({ force: v.boolean() }),
+  'cluster:vip-set': v.object({ address: v.pipe(v.string(), v.maxLength(64)), dev: v.pipe(v.string(), v.maxLength(32)) }),
   'cluster:maintenance': v.object({ on: v.boolean() }),
   'cluster:config-set': v.object({ key: v.pipe(v.string(), v.maxLength(64)), value: v.pipe(v.string(), v.maxLength(64)) }),
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
