@@ -19,10 +19,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI to completion. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/** Runs the CLI to completion; `prefix` (e.g. ['ip', 'netns', 'exec', NS]) runs it through that command. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): Promise<CliResult> {
+  const argv = [...prefix, process.execPath, CliPath, ...args];
   return new Promise((resolve) => {
-    execFile(process.execPath, [CliPath, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -74,6 +75,23 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
+/**
+ * Where a node runs, for tests that place nodes elsewhere than on loopback, for example each in
+ * its own network namespace (test/faults/support/netns.ts): { host: lab.address('a'),
+ * prefix: lab.prefix('a') }. Every field is optional; without a placement a node runs as before.
+ */
+export interface NodePlacement {
+  /** Address the node listens on. @default '127.0.0.1' */
+  host?: string;
+  /** Peer port P (heartbeats on P + 1). @default a free pair on host; DefaultPrefixedPort behind a prefix, where the host's port check cannot see */
+  port?: number;
+  /** argv prefix for `serve` and every CLI call of this node, e.g. ['ip', 'netns', 'exec', NS]. @default [] */
+  prefix?: string[];
+}
+
+/** The peer port of a node behind a prefix when none is given: a fresh namespace has every port free. */
+export const DefaultPrefixedPort = 7400;
+
 export class TestNode {
   readonly home: string;
   process: ChildProcess | null = null;
@@ -86,13 +104,18 @@ export class TestNode {
     readonly name: string,
     readonly port: number,
     readonly host = '127.0.0.1',
+    /** argv prefix every process of this node runs through (see NodePlacement). */
+    readonly prefix: string[] = [],
   ) {
     this.home = join(tempDir(name), 'home');
   }
 
-  /** Creates (init) a node with its own home on a free port pair. */
-  static async create(name: string): Promise<TestNode> {
-    const node = new TestNode(name, await freePortPair());
+  /** Creates (init) a node with its own home on a free port pair (or where `placement` says). */
+  static async create(name: string, placement: NodePlacement = {}): Promise<TestNode> {
+    const host = placement.host ?? '127.0.0.1';
+    const prefix = placement.prefix ?? [];
+    const port = placement.port ?? (prefix.length > 0 ? DefaultPrefixedPort : await freePortPair(host));
+    const node = new TestNode(name, port, host, prefix);
     const result = await node.cli('init', '--name', name, '--listen', node.address);
     if (result.code !== 0) throw new Error(`init failed: ${result.stderr}`);
     return node;
@@ -103,13 +126,15 @@ export class TestNode {
   }
 
   cli(...args: string[]): Promise<CliResult> {
-    return runCli([...args, '--home', this.home]);
+    return runCli([...args, '--home', this.home], {}, this.prefix);
   }
 
   /** Starts `understudy serve` and waits until its control socket answers. */
   async serve(extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, command: 'serve' | 'witness' = 'serve'): Promise<void> {
     this.output = '';
-    const child = spawn(process.execPath, [CliPath, command, '--home', this.home, ...extraArgs], {
+    // Behind `ip netns exec` the pid is still the node's: ip execs it in place, so signals reach it.
+    const argv = [...this.prefix, process.execPath, CliPath, command, '--home', this.home, ...extraArgs];
+    const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
     });
@@ -219,8 +244,11 @@ export async function waitPeerUp(node: TestNode, timeoutMs = 10_000): Promise<vo
 }
 
 /** Two fresh nodes, serving, paired (primary issues the code) and seeing each other up. */
-export async function startPair(serveEnv: { primary?: NodeJS.ProcessEnv; backup?: NodeJS.ProcessEnv } = {}): Promise<[TestNode, TestNode]> {
-  const [primary, backup] = await Promise.all([TestNode.create('alpha'), TestNode.create('beta')]);
+export async function startPair(
+  serveEnv: { primary?: NodeJS.ProcessEnv; backup?: NodeJS.ProcessEnv } = {},
+  placement: { primary?: NodePlacement; backup?: NodePlacement } = {},
+): Promise<[TestNode, TestNode]> {
+  const [primary, backup] = await Promise.all([TestNode.create('alpha', placement.primary), TestNode.create('beta', placement.backup)]);
   await Promise.all([primary.serve([], serveEnv.primary), backup.serve([], serveEnv.backup)]);
   const paired = await pairNodes(primary, backup);
   if (paired.code !== 0) throw new Error(`pairing failed: ${paired.stderr}`);
@@ -237,9 +265,12 @@ export async function pairWitness(primary: TestNode, witness: TestNode): Promise
 }
 
 /** A pair and its witness, serving; resolves once every node sees the two others up. */
-export async function startTrio(serveEnv: NodeJS.ProcessEnv = {}): Promise<[TestNode, TestNode, TestNode]> {
-  const [primary, backup] = await startPair({ primary: serveEnv, backup: serveEnv });
-  const witness = await TestNode.create('witness');
+export async function startTrio(
+  serveEnv: NodeJS.ProcessEnv = {},
+  placement: { primary?: NodePlacement; backup?: NodePlacement; witness?: NodePlacement } = {},
+): Promise<[TestNode, TestNode, TestNode]> {
+  const [primary, backup] = await startPair({ primary: serveEnv, backup: serveEnv }, placement);
+  const witness = await TestNode.create('witness', placement.witness);
   await witness.serve([], serveEnv, 'witness');
   const paired = await pairWitness(primary, witness);
   if (paired.code !== 0) throw new Error(`pairing the witness failed: ${paired.stderr}`);
