@@ -88,7 +88,10 @@ export class LeaseKeeper {
   /** One round of beats: the primary's renewal request (its id and the lease length it asks for), carried by every ping of the round. */
   leaseRequest(): { id: number; leaseMs: number } | undefined {
     if (!this.lease || !this.view) return undefined;
-    return { id: this.lease.request(), leaseMs: this.view.lease.leaseMs };
+    // The lease keeps the term's settings; the length asked for now (config set changes it at
+    // run time) is the one a grant of this request is counted for.
+    const leaseMs = this.view.lease.leaseMs;
+    return { id: this.lease.request(leaseMs), leaseMs };
   }
 
   /** A ping arrived from `from`; returns what our pong adds to it (a grant or a refusal). */
@@ -155,14 +158,17 @@ export class LeaseKeeper {
     // Our own promise to the old primary must have run out first (and the restart wait be over).
     if (now < this.nextVoteAt || !this.grantor.promiseExpired()) return;
     const reqId = this.nextReqId++;
-    const refuseBefore = this.grantor.refusingBelow;
+    const refusingNow = this.grantor.refusingBelow;
     // From the moment we ask, we stop renewing the old primary's lease.
     this.grantor.revokeBelow(view.epoch + 1);
     if (!this.out.sendVoteRequest(view.witnessId!, view.epoch, reqId)) {
-      this.grantor.restoreRefusal(refuseBefore);
+      // A timed-out request may still be answered (and acted on): only this ask's revocation is undone.
+      this.grantor.restoreRefusal(refusingNow);
       return;
     }
-    this.vote = { reqId, sentAt: now, epoch: view.epoch, refuseBefore };
+    // This request replaces a timed-out one (a late reply to that one is ignored), so an explicit
+    // refusal of it restores grants to what they were before the first unanswered request.
+    this.vote = { reqId, sentAt: now, epoch: view.epoch, refuseBefore: this.vote?.refuseBefore ?? refusingNow };
     this.nextVoteAt = now + VoteRetryMs;
   }
 
@@ -179,7 +185,7 @@ export class LeaseKeeper {
       return;
     }
     const budget = view.lease.stepDownBudgetMs;
-    if (this.acting && this.lease.mustStepDown()) {
+    if (this.acting && this.lease.mustStepDown(budget)) {
       this.acting = false;
       this.out.report({ type: 'fenced', reason: 'no grant from the backup or the witness before the lease ran out' });
     } else if (!this.acting && this.lease.remainingMs() > budget) {

@@ -23,7 +23,7 @@ export const DefaultLeaseSettings: LeaseSettings = { leaseMs: 1000, driftRatio: 
 
 /** The primary's side: what it may do, and when it must step down. */
 export class PrimaryLease {
-  private readonly sent = new Map<number, { t0: number; epoch: number }>();
+  private readonly sent = new Map<number, { t0: number; epoch: number; leaseMs: number }>();
   private nextRequest = 1;
   private endsAt = Number.NEGATIVE_INFINITY;
   private released = false;
@@ -34,10 +34,14 @@ export class PrimaryLease {
     private epoch: number,
   ) {}
 
-  /** A renewal request is about to go out (to every grantor); returns its id. */
-  request(): number {
+  /**
+   * A renewal request is about to go out (to every grantor); returns its id. `leaseMs` is the
+   * promise it asks for: a grant of this request backs only that long, even if the settings
+   * change before the grant comes back.
+   */
+  request(leaseMs = this.settings.leaseMs): number {
     const id = this.nextRequest++;
-    this.sent.set(id, { t0: this.clock.nowMs(), epoch: this.epoch });
+    this.sent.set(id, { t0: this.clock.nowMs(), epoch: this.epoch, leaseMs });
     // Old requests that were never answered can be forgotten: their t0 is too early to matter.
     for (const [old, { t0 }] of this.sent) if (t0 < this.clock.nowMs() - this.settings.leaseMs) this.sent.delete(old);
     return id;
@@ -47,7 +51,7 @@ export class PrimaryLease {
   granted(id: number, epoch: number): void {
     const request = this.sent.get(id);
     if (!request || request.epoch !== epoch || epoch !== this.epoch || this.released) return;
-    this.endsAt = Math.max(this.endsAt, request.t0 + this.settings.leaseMs * (1 - this.settings.driftRatio));
+    this.endsAt = Math.max(this.endsAt, request.t0 + request.leaseMs * (1 - this.settings.driftRatio));
   }
 
   /** Whether this node may act as primary now (check before every externally visible action). */
@@ -60,9 +64,9 @@ export class PrimaryLease {
     return this.released ? 0 : Math.max(0, this.endsAt - this.clock.nowMs());
   }
 
-  /** Whether stepping down must start now: the stop hook must finish before the lease ends. */
-  mustStepDown(): boolean {
-    return this.released || this.clock.nowMs() >= this.endsAt - this.settings.stepDownBudgetMs;
+  /** Whether stepping down must start now: the stop hook (its budget, as set now) must finish before the lease ends. */
+  mustStepDown(budgetMs = this.settings.stepDownBudgetMs): boolean {
+    return this.released || this.clock.nowMs() >= this.endsAt - budgetMs;
   }
 
   /** A switchover: the lease is given up on purpose and not renewed again. */
