@@ -9,15 +9,17 @@ import type { BallotStore } from './lease.js';
 
 export function ballotFile(home: string): BallotStore {
   const path = join(home, 'witness-ballot.json');
+  const read = (): { epoch: number; candidate: string | null } => {
+    if (!existsSync(path)) return { epoch: 0, candidate: null };
+    const saved = JSON.parse(readFileSync(path, 'utf8')) as { epoch?: unknown; candidate?: unknown };
+    if (typeof saved.epoch !== 'number' || !Number.isInteger(saved.epoch) || saved.epoch < 0) {
+      throw new Error(`${path} is damaged: it holds no epoch; restore it from a backup of this home`);
+    }
+    return { epoch: saved.epoch, candidate: typeof saved.candidate === 'string' ? saved.candidate : null };
+  };
   return {
-    load(): number {
-      if (!existsSync(path)) return 0;
-      const saved = JSON.parse(readFileSync(path, 'utf8')) as { epoch?: unknown };
-      if (typeof saved.epoch !== 'number' || !Number.isInteger(saved.epoch) || saved.epoch < 0) {
-        throw new Error(`${path} is damaged: it holds no epoch; restore it from a backup of this home`);
-      }
-      return saved.epoch;
-    },
+    load: () => read().epoch,
+    lastCandidate: () => read().candidate,
     save(epoch: number, candidate: string): void {
       const temporary = `${path}.tmp`;
       const fd = openSync(temporary, 'w', 0o600);

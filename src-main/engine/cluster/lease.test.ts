@@ -132,6 +132,16 @@ describe('WitnessBallot', () => {
     assert.deepEqual(ballot.vote('b', 5, false), { ok: true, epoch: 6 });
   });
 
+  it('answers a candidate that never heard its vote (a lost reply) with the same epoch again, and nobody else', () => {
+    const { real, ballot } = witness();
+    real.advance(settings.leaseMs);
+    assert.deepEqual(ballot.vote('backup', 4, false), { ok: true, epoch: 5 });
+    // The reply was lost: the backup asks again, still knowing epoch 4.
+    assert.deepEqual(ballot.vote('backup', 4, false), { ok: true, epoch: 5 });
+    assert.deepEqual(ballot.vote('other', 4, false), { ok: false, reason: 'stale-epoch' });
+    assert.deepEqual(ballot.vote('backup', 3, false), { ok: false, reason: 'stale-epoch' });
+  });
+
   it('hands over at once on a switchover, without waiting for the promise', () => {
     const { grantor, ballot } = witness();
     grantor.grant(3);

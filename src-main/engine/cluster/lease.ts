@@ -153,18 +153,22 @@ export interface BallotStore {
   load(): number;
   /** Records a granted epoch durably (fsync) before the vote is answered. */
   save(epoch: number, candidate: string): void;
+  /** Who got the highest epoch (null: nobody, or not recorded). */
+  lastCandidate?(): string | null;
 }
 
 export type VoteRefusal = 'starting' | 'primary-reachable' | 'promise-running' | 'stale-epoch';
 
 export class WitnessBallot {
   private highest: number;
+  private candidate: string | null;
 
   constructor(
     private readonly grantor: LeaseGrantor,
     private readonly store: BallotStore,
   ) {
     this.highest = store.load();
+    this.candidate = store.lastCandidate?.() ?? null;
   }
 
   get highestEpoch(): number {
@@ -179,6 +183,9 @@ export class WitnessBallot {
    */
   vote(candidate: string, knownEpoch: number, primaryReachable: boolean, handover = false): { ok: true; epoch: number } | { ok: false; reason: VoteRefusal } {
     if (!this.grantor.ready()) return { ok: false, reason: 'starting' };
+    // The same candidate asking again from the epoch before ours never heard our answer (a lost
+    // reply): it gets the epoch it was already given. No new primary comes of it.
+    if (candidate === this.candidate && knownEpoch === this.highest - 1) return { ok: true, epoch: this.highest };
     if (knownEpoch < this.highest) return { ok: false, reason: 'stale-epoch' };
     if (!handover) {
       if (primaryReachable) return { ok: false, reason: 'primary-reachable' };
@@ -187,6 +194,7 @@ export class WitnessBallot {
     const epoch = Math.max(this.highest, knownEpoch) + 1;
     this.store.save(epoch, candidate);
     this.highest = epoch;
+    this.candidate = candidate;
     this.grantor.revokeBelow(epoch);
     return { ok: true, epoch };
   }
