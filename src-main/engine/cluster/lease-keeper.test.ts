@@ -461,6 +461,16 @@ describe('LeaseKeeper on the backup', () => {
     assert.deepEqual(n.keeper.onPing(P, ping(2)), { grant: 2, grantedEpoch: Epoch }, 'the primary can be renewed by the backup again');
   });
 
+  it('an ask never answered, and the primary back up: the backup asks again to settle it, and a refusal restores its grants', () => {
+    const n = node('backup');
+    const first = tickUntilVoteRequest(n, primaryLost);
+    assert.deepEqual(n.keeper.onPing(P, ping(1)), { refused: 'revoked' });
+    const settle = tickUntilVoteRequest(n, { primaryUp: true, witnessUp: true });
+    assert.equal(settle.at, first.at + VoteTimeoutMs, 'asked again once the first ask timed out, though the primary is up');
+    n.keeper.onVoteReply({ reqId: settle.reqId, granted: false, epoch: Epoch, reason: 'primary-reachable' });
+    assert.deepEqual(n.keeper.onPing(P, ping(2)), { grant: 2, grantedEpoch: Epoch }, 'the primary is renewed by the backup again');
+  });
+
   it('while a timed-out request may still be answered, a failed attempt to send it again does not restore grants', () => {
     const n = node('backup');
     const first = tickUntilVoteRequest(n, primaryLost);

@@ -150,6 +150,10 @@ export class LeaseKeeper {
     if (view.role !== 'backup') return;
     if (peers.primaryUp) {
       this.primaryDownSince = null;
+      // An ask left unanswered keeps us refusing the primary's renewals: ask again to settle it.
+      // The witness refuses while it reaches the primary (which restores our grants), or repeats
+      // the epoch it already gave us (then the old primary can renew nowhere and steps down).
+      if (this.vote && now - this.vote.sentAt >= VoteTimeoutMs && peers.witnessUp && this.enforced) this.askForVote(view, now);
       return;
     }
     this.primaryDownSince ??= now;
@@ -157,6 +161,10 @@ export class LeaseKeeper {
     if (this.vote && now - this.vote.sentAt < VoteTimeoutMs) return;
     // Our own promise to the old primary must have run out first (and the restart wait be over).
     if (now < this.nextVoteAt || !this.grantor.promiseExpired()) return;
+    this.askForVote(view, now);
+  }
+
+  private askForVote(view: ClusterView, now: number): void {
     const reqId = this.nextReqId++;
     const refusingNow = this.grantor.refusingBelow;
     // From the moment we ask, we stop renewing the old primary's lease.
