@@ -191,7 +191,8 @@ export const LinkMessageSchema = v.variant('t', [
     dbPages: v.pipe(IntSchema, v.minValue(0)),
     checksum: v.nullable(v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/))),
     snapshot: v.boolean(),
-    // a resync: the sqlite.hashes request it was computed against (0 for a WAL transaction)
+    // a resync: the sqlite.hashes request it was computed against (0 for a WAL transaction, or a
+    // resync computed against what the primary shipped: a backup awaiting an answer drops it)
     basis: v.pipe(IntSchema, v.minValue(0)),
     capture: v.picklist(['wal', 'snapshot']),
   }),

@@ -262,6 +262,11 @@ export class SqliteReplica {
     if (incoming.page1) this.insert!.run(1, incoming.page1);
     const wasEmpty = this.hashes.pages === 0;
     db.exec('COMMIT');
+    // sqlite_dbpage replaces a cached page's bytes but not SQLite's parse of it (cell count
+    // and offsets; the backup API resets it, dbpage does not): after a DROP TABLE the next
+    // schema load read page 1 with its old cell count and failed (SQLITE_CORRUPT). Emptying
+    // the page cache drops every parse.
+    db.pragma('shrink_memory');
     this.incoming = null;
     // The first transaction into an empty file was written in rollback-journal mode; reopen so
     // that this connection, like every reader, now uses WAL (page 1 says so).

@@ -41,6 +41,8 @@ const SnapshotEveryMs = 20;
 const SqliteMagic = Buffer.from('SQLite format 3\0', 'latin1');
 
 type Capture = 'wal' | 'snapshot';
+/** A resync that answers the backup's sqlite.hashes request: its hashes are the baseline. */
+type Answer = { baseline: PageHashes; request: number };
 type Phase = 'idle' | 'awaiting-hashes' | 'syncing' | 'tailing' | 'behind';
 
 export class SqliteSource {
@@ -68,6 +70,8 @@ export class SqliteSource {
   private initialStartedAt = Date.now();
   /** The backup's latest sqlite.hashes request: our resyncs say which one they answer. */
   private basis = 0;
+  /** Counts link changes: a sync requested on an earlier connection does not run on this one. */
+  private connection = 0;
 
   constructor(
     private object: ObjectRecord,
@@ -114,6 +118,7 @@ export class SqliteSource {
   }
 
   linkChanged(connected: boolean): void {
+    this.connection += 1;
     this.stopPolling();
     this.releaseGuard();
     this.hashParts = [];
@@ -138,7 +143,7 @@ export class SqliteSource {
         this.txid = Math.max(this.txid, message.txid);
         this.ackedTxid = Math.max(this.ackedTxid, message.txid);
         this.unacked.clear();
-        this.requestSync(baseline, 'the backup connected');
+        this.requestSync('the backup connected', { baseline, request: message.request });
         return;
       }
       case 'sqlite.ack':
@@ -182,6 +187,10 @@ export class SqliteSource {
       this.store.setAcked(this.id, txid);
     }
     for (const id of [...this.unacked.keys()]) if (id <= txid) this.unacked.delete(id);
+    this.checkInitialDone();
+  }
+
+  private checkInitialDone(): void {
     if (!this.object.initialDone && this.phase === 'tailing' && this.unacked.size === 0) {
       this.object.initialDone = true;
       this.store.setInitial(this.id, { initialDone: true });
@@ -266,32 +275,41 @@ export class SqliteSource {
 
   // --- resync: a consistent snapshot compared page by page ------------------------------
 
-  private requestSync(baseline: PageHashes, reason: string): void {
+  /** Without `answer`, a resync of what we shipped (the backup applies it in order, after the rest). */
+  private requestSync(reason: string, answer?: Answer): void {
     this.stopPolling();
     this.phase = 'syncing';
+    const connection = this.connection;
     this.syncing = this.syncing
-      .then(() => this.sync(baseline, reason))
+      .then(() => this.sync(reason, answer, connection))
       .catch((error: unknown) => {
         // A lost link is no error of the database: the next connection starts a new sync.
-        if (error instanceof LinkLost || !this.peer.connected() || this.stopped) return;
+        if (error instanceof LinkLost || !this.peer.connected() || this.stopped || connection !== this.connection) return;
         if (!(error instanceof Reported)) this.fail(describeOpenError(this.object.source, error));
         this.closeDatabase();
-        this.retryAfterError(this.shipped ?? baseline);
+        this.retryAfterError(answer);
       });
   }
 
   /** Every second until it works: the database may come back (restored, unlocked, replaced). */
-  private retryAfterError(baseline: PageHashes): void {
+  private retryAfterError(answer: Answer | undefined): void {
     setTimeout(() => {
       if (this.stopped || this.phase !== 'syncing' || !this.peer.connected()) return;
       this.openDatabase();
-      if (this.writer) this.requestSync(baseline, 'retry after an error');
-      else this.retryAfterError(baseline);
+      if (this.writer) this.requestSync('retry after an error', answer);
+      else this.retryAfterError(answer);
     }, 1000);
   }
 
-  private async sync(baseline: PageHashes, reason: string): Promise<void> {
-    if (this.stopped || !this.peer.connected()) return;
+  private async sync(reason: string, answer: Answer | undefined, connection: number): Promise<void> {
+    const lost = () => this.stopped || !this.peer.connected() || connection !== this.connection;
+    if (lost()) return;
+    // The backup drops the answer to an older request; the newer one is queued behind us.
+    if (answer && answer.request !== this.basis) return;
+    // A sync queued behind another starts just as that one started polling: a poll meanwhile
+    // would ship from our snapshot's position with an older `shipped`, and take our txid.
+    this.stopPolling();
+    this.phase = 'syncing';
     if (!this.writer || this.databaseReplaced()) {
       this.closeDatabase();
       this.openDatabase();
@@ -304,8 +322,12 @@ export class SqliteSource {
     const pageCount = Number(guard.pragma('page_count', { simple: true }));
     const read = guard.prepare('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ?');
     const state = new PageHashes(Math.max(1, pageCount));
-    const txid = this.txid + 1;
-    const basis = this.basis;
+    const txid = ++this.txid;
+    // Only an answer may end the backup's wait for one: it alone was compared with the backup's
+    // copy. Ours are compared with what we shipped (the latest, as earlier syncs replace it),
+    // or with nothing, every page sent.
+    const basis = answer?.request ?? 0;
+    const baseline = answer?.baseline ?? this.shipped ?? new PageHashes();
     let part = 0;
     let batch: [number, Buffer][] = [];
     let batchBytes = 0;
@@ -333,12 +355,13 @@ export class SqliteSource {
       }
       // Let the heartbeat's reports, acks and the control socket in between steps.
       await new Promise((resolve) => setImmediate(resolve));
-      if (!this.peer.connected() || this.stopped) throw new LinkLost();
+      if (lost()) throw new LinkLost();
     }
-    await flush(true);
-    this.txid = txid;
-    this.shipped = state;
+    // Recorded before the last part goes: its ack may arrive while we wait for the link to drain.
     this.unacked.set(txid, startedAt);
+    await flush(true);
+    if (lost()) throw new LinkLost();
+    this.shipped = state;
     this.store.setLastSeq(this.id, txid);
     this.report.log.info({ object: this.id, txid, pages: pageCount, differing, reason, ms: Date.now() - startedAt }, 'database resync sent');
     if (reason !== 'the backup connected') {
@@ -346,6 +369,7 @@ export class SqliteSource {
     }
     if (this.capture === 'snapshot') this.releaseGuard();
     this.phase = 'tailing';
+    this.checkInitialDone();
     this.startPolling();
   }
 
@@ -432,7 +456,7 @@ export class SqliteSource {
       try {
         if (this.poll() && this.phase === 'tailing') this.startPolling();
       } catch (error) {
-        this.requestSync(this.shipped!, `reading the database failed (${(error as Error).message})`);
+        this.requestSync(`reading the database failed (${(error as Error).message})`);
       }
     }, this.pollMs);
   }
@@ -448,14 +472,14 @@ export class SqliteSource {
     if (Date.now() - this.lastSnapshotAt > 1000) {
       this.lastSnapshotAt = Date.now();
       if (this.databaseReplaced()) {
-        this.requestSync(this.shipped, 'the database file was replaced under its path');
+        this.requestSync('the database file was replaced under its path');
         return false;
       }
     }
     if (this.capture === 'snapshot') return this.pollSnapshot();
     const header = this.wal.header();
     if (!sameGeneration(this.position!, header)) {
-      this.requestSync(this.shipped, header ? 'the WAL was reset (checkpointed and restarted)' : 'the WAL went away');
+      this.requestSync(header ? 'the WAL was reset (checkpointed and restarted)' : 'the WAL went away');
       return false;
     }
     if (this.peer.backedUp()) {
@@ -466,7 +490,7 @@ export class SqliteSource {
         this.phase = 'behind';
         this.releaseGuard();
         void this.peer.drained().then(() => {
-          if (this.phase === 'behind' && this.shipped) this.requestSync(this.shipped, 'the backup fell too far behind');
+          if (this.phase === 'behind' && this.shipped) this.requestSync('the backup fell too far behind');
         });
         return false;
       }
@@ -477,7 +501,7 @@ export class SqliteSource {
     const committed = this.wal.committedFrames(this.position!);
     if (committed === null) return true;
     if (committed < this.position!.frame) {
-      this.requestSync(this.shipped, 'the WAL index went back before frames already sent');
+      this.requestSync('the WAL index went back before frames already sent');
       return false;
     }
     const { transactions, position } = this.wal.readAfter(this.position!, undefined, committed);
