@@ -368,7 +368,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private issuePairingCode(): { code: string; expiresAt: string } {
     const paired = this.pairedPeer();
     if (this.role === 'witness' || this.role === 'backup') {
-      throw new UnderstudyError('usage', `this node is the ${this.role}: pairing codes are printed on the primary`, { hint: 'run pair-code on the primary' });
+      const peer = this.store.listPeers().find((p) => p.role === 'primary') ?? this.store.listPeers()[0];
+      throw new UnderstudyError('already-paired', `this node is already paired with '${peer?.name ?? 'its primary'}' (it is the ${this.role}); pairing codes are printed on the primary`, { hint: 'a pair has one primary and one backup' });
     }
     if (paired && this.witnessPeer()) {
       throw new UnderstudyError('already-paired', `this node is already paired with '${paired.name}' and has the witness '${this.witnessPeer()!.name}'`, {
@@ -415,6 +416,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       role,
       epoch,
     });
+    // Pairing makes the code's issuer primary: it acts from now on, and says so like every other start of a term.
+    if (this.acting) this.record('role.acting', `this node acts as primary (epoch ${epoch}, no witness: no lease)`, { epoch, sinceMono: machineMonoMs() });
   }
 
   private undoPairing(peerId: string): void {
@@ -720,7 +723,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
           objects: archived,
         });
       }
-      await this.changeRole('backup', epoch, peerId, why, { stopHookRan: true, stoppedActingAtMono: wasActing ? machineMonoMs() : null });
+      await this.changeRole('backup', epoch, peerId, why, { stopHookRan: true, stoppedActingAtMono: wasActing ? machineMonoMs() : null, setAsideUnacknowledged: true });
     } finally {
       this.demoting = false;
     }
@@ -1004,7 +1007,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     epoch: number,
     peerId: string,
     why: string,
-    options: { stopHookRan?: boolean; stoppedActingAtMono?: number | null } = {},
+    options: { stopHookRan?: boolean; stoppedActingAtMono?: number | null; setAsideUnacknowledged?: boolean } = {},
   ): Promise<void> {
     const previous = this.role;
     let stoppedActingAtMono = options.stoppedActingAtMono ?? null;
@@ -1031,7 +1034,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     // The witness must know who the primary is now: it votes and grants by that.
     if (role === 'primary') this.announceMembers();
     const started = performance.now();
-    await this.objects?.reverse(role);
+    await this.objects?.reverse(role, { setAsideUnacknowledged: options.setAsideUnacknowledged ?? false });
     const type: EventType = role === 'primary' ? 'role.promoted' : 'role.demoted';
     this.record(type, `this node is now the ${role} (was ${previous}), epoch ${epoch}: ${why}`, {
       role,

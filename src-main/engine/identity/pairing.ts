@@ -138,7 +138,7 @@ export async function answerPairing(socket: TLSSocket, issuer: Issuer): Promise<
     const as: JoinAs = hello.as ?? 'backup';
     const existing = issuer.pairedWith(as);
     if (existing) {
-      return refuse('already-paired', `the node '${issuer.name}' already has a ${as}: '${existing.name}'`);
+      return refuse('already-paired', `the node '${issuer.name}' is already paired with '${existing.name}' as its ${as}`);
     }
     if (pairingInProgress) return refuse('pair-failed', 'another pairing is in progress on this node; try again in a moment');
     const check = issuer.codes.check(hello.codeId);

@@ -58,8 +58,9 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
     const ids = new Set(peers.map((p) => p.id));
     for (const [id, link] of this.links) {
       if (!ids.has(id)) {
-        this.closeLink(link);
+        // Out of the map first: the close below must not schedule a dial for it.
         this.links.delete(id);
+        this.closeLink(link);
       }
     }
     for (const peer of peers) {
@@ -143,7 +144,9 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
   }
 
   private schedule(link: PeerLink, delayMs: number): void {
-    if (this.stopped || link.timer || !dialsPeer(this.identity.nodeId, link.peer.id)) return;
+    // A link dropped by setPeers never dials again: when the peer is added back it gets a new
+    // link, and two links to one peer would replace each other's connection forever.
+    if (this.stopped || link.timer || this.links.get(link.peer.id) !== link || !dialsPeer(this.identity.nodeId, link.peer.id)) return;
     link.timer = setTimeout(() => {
       link.timer = null;
       this.dial(link);
@@ -151,7 +154,7 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
   }
 
   private dial(link: PeerLink): void {
-    if (this.stopped || link.active || link.dialing) return;
+    if (this.stopped || link.active || link.dialing || this.links.get(link.peer.id) !== link) return;
     const { host, port } = link.peer;
     const socket = connect(clientTlsOptions(this.identity, Alpn.link, host, port));
     const conn = this.attach(socket, link, true);

@@ -138,6 +138,23 @@ export class ObjectStore {
     this.db.prepare('UPDATE objects SET acked_seq = ? WHERE id = ? AND acked_seq < ?').run(seq, id, seq);
   }
 
+  /** The backup says it holds less than it had acknowledged (it started over after a divergence): believe it. */
+  lowerAcked(id: string, seq: number): void {
+    this.db.prepare('UPDATE objects SET acked_seq = ? WHERE id = ? AND acked_seq > ?').run(seq, id, seq);
+  }
+
+  /**
+   * A deposed primary's folder, once its unacknowledged changes were set aside: their index
+   * rows go, and replication starts over from the beginning (the new primary's journal numbers
+   * its changes from its own fork point, so no position of ours means anything to it).
+   */
+  forgetAfter(id: string, seq: number): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM folder_entries WHERE object_id = ? AND seq > ?').run(id, seq);
+      this.db.prepare('UPDATE objects SET last_seq = 0 WHERE id = ?').run(id);
+    })();
+  }
+
   setInitial(id: string, fields: { initialSeq?: number; initialDone?: boolean }): void {
     if (fields.initialSeq !== undefined) this.db.prepare('UPDATE objects SET initial_seq = ? WHERE id = ?').run(fields.initialSeq, id);
     if (fields.initialDone !== undefined) this.db.prepare('UPDATE objects SET initial_done = ? WHERE id = ?').run(fields.initialDone ? 1 : 0, id);

@@ -3,7 +3,7 @@
  * it keeps as backup. Creates them, routes replication messages to them, and reports them.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
@@ -12,6 +12,7 @@ import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } fr
 import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
 import { FolderSource, type SourceOptions } from './folder/source.js';
+import { resolveInside } from './folder/paths.js';
 import { VersionsArea } from './folder/versions.js';
 import { archiveDivergence, type ArchivedObject } from './divergence.js';
 import { newObject, ObjectStore, type ObjectKind, type ObjectRecord } from './object-store.js';
@@ -54,6 +55,8 @@ export class ProtectedObjects {
   private readonly sources = new Map<string, ObjectSource>();
   private readonly replicas = new Map<string, ObjectReplica>();
   private readonly versionsRoot: string;
+  /** Set while reverse() runs: replication messages wait for it. */
+  private reversing: Promise<void> | null = null;
 
   constructor(private readonly options: ObjectsOptions) {
     this.store = new ObjectStore(options.db);
@@ -192,15 +195,59 @@ export class ProtectedObjects {
    * The roles swapped: every object reopens on its other side — this node's copies become
    * the sources when it is primary, and the other way round.
    */
-  async reverse(role: 'primary' | 'backup'): Promise<void> {
+  async reverse(role: 'primary' | 'backup', options: { setAsideUnacknowledged?: boolean } = {}): Promise<void> {
+    // The data link may come up while we reverse (the peer sees our new role at once): what it
+    // sends waits until every object is open on its new side.
+    let done!: () => void;
+    this.reversing = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await this.reverseNow(role, options);
+    } finally {
+      this.reversing = null;
+      done();
+    }
+  }
+
+  private async reverseNow(role: 'primary' | 'backup', options: { setAsideUnacknowledged?: boolean }): Promise<void> {
     const side = role === 'primary' ? 'source' : 'replica';
     for (const source of this.sources.values()) await source.stop();
     for (const replica of this.replicas.values()) await replica.stop();
     this.sources.clear();
     this.replicas.clear();
+    if (options.setAsideUnacknowledged) await this.setAsideUnacknowledged();
     for (const object of this.store.listObjects()) {
       if (object.side !== side) this.store.reverse(object.id);
       await this.open(this.store.getObject(object.id)!);
+    }
+  }
+
+  /**
+   * A primary deposed by a later one, once it archived its divergence (archiveDivergence) and
+   * stopped its sources: each folder's changes the backup never acknowledged leave the live
+   * copy for the versions area, and the folder starts over from position 0, so that the new
+   * primary lists its whole index and the copy ends up exactly like the new primary's (a path
+   * changed here and not there gets the new primary's version back). Databases need nothing:
+   * a replica compares every page with the new primary's when it connects.
+   */
+  private async setAsideUnacknowledged(): Promise<void> {
+    for (const object of this.store.listObjects()) {
+      if (object.side !== 'source' || object.kind !== 'folder') continue;
+      const changes = this.store.changedAfter(object.id, object.ackedSeq).filter((change) => !change.deleted);
+      if (changes.length === 0 && object.lastSeq === object.ackedSeq) continue;
+      const versions = new VersionsArea(join(this.versionsRoot, object.id));
+      // Deepest first: a directory goes aside after what it holds.
+      changes.sort((a, b) => b.path.split('/').length - a.path.split('/').length);
+      for (const change of changes) {
+        let abs: string;
+        try {
+          abs = resolveInside(object.source, change.path);
+        } catch {
+          continue;
+        }
+        if (lstatSync(abs, { throwIfNoEntry: false })) await versions.moveAside(abs, change.path);
+      }
+      this.store.forgetAfter(object.id, object.ackedSeq);
+      this.options.log.info({ object: object.id, setAside: changes.length, ackedSeq: object.ackedSeq }, 'unacknowledged changes set aside; the folder starts over from the new primary');
     }
   }
 
@@ -214,6 +261,10 @@ export class ProtectedObjects {
   }
 
   onMessage(message: ReplicationMessage, body: Buffer): void {
+    if (this.reversing) {
+      void this.reversing.then(() => this.onMessage(message, body));
+      return;
+    }
     if (message.t === 'folder.object') {
       void this.onAnnounce(message);
       return;

@@ -82,7 +82,9 @@ export class FolderSource {
 
   async start(): Promise<void> {
     this.initialStartedAt = Date.now();
-    await this.requestFullScan();
+    // Watch first, then scan: a file created while the first scan runs is seen by one or the
+    // other (scanned the other way round, one created between the two would wait for the next
+    // periodic rescan, while the status said in-sync).
     try {
       this.subscription = await watcher.subscribe(this.object.source, (error, events) => this.onWatch(error, events), {
         ignore: [`**/${TempPrefix}*`],
@@ -90,6 +92,7 @@ export class FolderSource {
     } catch (error) {
       this.report.log.warn({ object: this.id, err: error }, 'cannot watch the folder; relying on periodic rescans');
     }
+    await this.requestFullScan();
     this.rescanTimer = setInterval(() => void this.requestFullScan(), this.options.rescanMs ?? DefaultRescanMs);
     this.progressTimer = setInterval(() => this.sendProgress(), 1000);
   }
@@ -121,6 +124,12 @@ export class FolderSource {
   onMessage(message: ReplicationMessage, body: Buffer): void {
     switch (message.t) {
       case 'folder.want':
+        // The backup's want says what it holds; below what it had acknowledged it started over
+        // (a deposed primary, after its divergence): until it acknowledges again, it is behind.
+        if (message.position.seq < this.object.ackedSeq) {
+          this.store.lowerAcked(this.id, message.position.seq);
+          this.object = this.store.getObject(this.id) ?? this.object;
+        }
         this.sentSeq = message.position.seq;
         this.acknowledge(message.position.seq);
         void this.pump();
@@ -257,7 +266,8 @@ export class FolderSource {
       }
       const recorded = this.store.recordChanges(this.id, result.changes);
       if (scope === null || recorded.some((e) => e.type === 'dir')) this.watchDirectories();
-      if (this.object.initialSeq === null) {
+      // The initial sync is the first full scan, not a watcher's small scan that finished first.
+      if (this.object.initialSeq === null && scope === null) {
         const last = recorded.at(-1)?.seq ?? this.object.lastSeq;
         this.store.setInitial(this.id, { initialSeq: last, ...(last === 0 ? { initialDone: true } : {}) });
       }
