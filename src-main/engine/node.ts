@@ -495,6 +495,13 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       // The primary's maintenance setting wins when the two met again with different ones.
       if (peerId === this.pairedPeer()?.id) this.links?.send(peerId, { t: 'role.maintenance', epoch: this.epoch, on: this.maintenance() });
     }
+    // The peer already took over in the epoch we handed it (its ack may have been lost while its
+    // data link waited for its first lease): the handover is confirmed.
+    if (this.pendingHandover !== null && hello.role === 'primary' && hello.epoch >= this.pendingHandover) {
+      this.pendingHandover = null;
+      this.handoverAcked?.();
+      this.handoverAcked = null;
+    }
     if (this.pendingHandover !== null && hello.epoch < this.pendingHandover) {
       this.links?.send(peerId, { t: 'role.handover', epoch: this.epoch, newEpoch: this.pendingHandover, reqId: 0 });
     }
