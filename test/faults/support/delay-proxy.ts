@@ -23,6 +23,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { childRpc } from './child-rpc.js';
 
 export type ProxyMode = 'forward' | 'blackhole' | 'reset';
 
@@ -298,48 +299,9 @@ export async function spawnDelayProxy(options: DelayProxyOptions & { prefix?: st
   const { prefix = [], ...proxyOptions } = options;
   const argv = [...prefix, process.execPath, DelayProxyScript, JSON.stringify(proxyOptions)];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-  let ready: (value: { host: string; port: number }) => void = () => {};
-  let failed: (error: Error) => void = () => {};
-  const listening = new Promise<{ host: string; port: number }>((resolve, reject) => {
-    ready = resolve;
-    failed = reject;
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('exit', (code, signal) => {
-    const error = new Error(`delay proxy exited with ${code ?? signal}: ${stderr.trim()}`);
-    failed(error);
-    for (const { reject } of pending.values()) reject(error);
-    pending.clear();
-  });
-  child.once('error', (error) => failed(error));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    let message: { id?: number; listening?: { host: string; port: number }; ok?: boolean; value?: unknown; error?: string };
-    try {
-      message = JSON.parse(line) as typeof message;
-    } catch {
-      return;
-    }
-    if (message.listening) return ready(message.listening);
-    const waiter = message.id === undefined ? undefined : pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id!);
-    if (message.ok) waiter.resolve(message.value);
-    else waiter.reject(new Error(message.error ?? 'delay proxy command failed'));
-  });
-  let nextId = 0;
-  const request = (op: Request['op'], extra: Partial<Request> = {}): Promise<unknown> => {
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error('the delay proxy is not running'));
-    const id = ++nextId;
-    return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
-      child.stdin!.write(`${JSON.stringify({ id, op, ...extra })}\n`);
-    });
-  };
-  const { host, port } = await listening;
-  let closing: Promise<void> | null = null;
+  const rpc = childRpc(child, 'delay proxy');
+  const request = (op: Request['op'], extra: Partial<Request> = {}): Promise<unknown> => rpc.request({ op, ...extra });
+  const { host, port } = (await rpc.ready).listening as { host: string; port: number };
   return {
     process: child,
     host,
@@ -354,17 +316,7 @@ export async function spawnDelayProxy(options: DelayProxyOptions & { prefix?: st
     async connections() {
       return (await request('connections')) as number;
     },
-    close() {
-      closing ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.stdin!.end();
-          const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-          await exited;
-          clearTimeout(timer);
-        }
-      })();
-      return closing;
-    },
+    close: () => rpc.close(),
   };
 }
 

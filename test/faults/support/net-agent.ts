@@ -12,6 +12,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Lab } from './netns.js';
+import { childRpc } from './child-rpc.js';
 
 export const NetAgentScript = fileURLToPath(import.meta.url);
 
@@ -55,49 +56,11 @@ type Request =
 /** Starts an agent inside the lab member's namespace, serving on `port` on all its addresses. */
 export async function startNetAgent(lab: Lab, name: string, port: number): Promise<NetAgent> {
   const child = lab.spawn(name, process.execPath, [NetAgentScript, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-  let ready: () => void = () => {};
-  let failed: (error: Error) => void = () => {};
-  const listening = new Promise<void>((resolve, reject) => {
-    ready = resolve;
-    failed = reject;
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('exit', (code, signal) => {
-    const error = new Error(`net agent '${name}' exited with ${code ?? signal}: ${stderr.trim()}`);
-    failed(error);
-    for (const { reject } of pending.values()) reject(error);
-    pending.clear();
-  });
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    let message: { id?: number; ready?: boolean; ok?: boolean; value?: unknown; error?: string };
-    try {
-      message = JSON.parse(line) as typeof message;
-    } catch {
-      return;
-    }
-    if (message.ready) return ready();
-    const waiter = message.id === undefined ? undefined : pending.get(message.id);
-    if (!waiter) return;
-    pending.delete(message.id!);
-    if (message.ok) waiter.resolve(message.value);
-    else waiter.reject(new Error(`${name}: ${message.error ?? 'failed'}`));
-  });
-  let nextId = 0;
+  const rpc = childRpc(child, `net agent '${name}'`);
   // The distributive Omit keeps each op's own fields.
   type Body = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
-  const request = <T>(body: Body): Promise<T> => {
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`net agent '${name}' is not running`));
-    const id = ++nextId;
-    return new Promise<T>((resolve, reject) => {
-      pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      child.stdin!.write(`${JSON.stringify({ id, ...body })}\n`);
-    });
-  };
-  await listening;
-  let closing: Promise<void> | null = null;
+  const request = <T>(body: Body): Promise<T> => rpc.request<T>(body);
+  await rpc.ready;
   return {
     name,
     port,
@@ -112,17 +75,7 @@ export async function startNetAgent(lab: Lab, name: string, port: number): Promi
     takeDatagrams: () => request<Datagram[]>({ op: 'take-datagrams' }),
     streamOpen: (stream, host, port, timeoutMs) => request<void>({ op: 'stream-open', stream, host, port, timeoutMs }),
     streamPing: (stream, text, timeoutMs) => request<PingResult>({ op: 'stream-ping', stream, text, timeoutMs }),
-    close() {
-      closing ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.stdin!.end();
-          const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-          await exited;
-          clearTimeout(timer);
-        }
-      })();
-      return closing;
-    },
+    close: () => rpc.close(),
   };
 }
 
