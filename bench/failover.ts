@@ -50,7 +50,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { StatusReport } from '../src-main/contract/control.js';
 import { sleep, startTrio, tempDir, TestNode, waitFor, waitTrioUp } from '../test/support/harness.js';
 import { measureKeepalived, type KeepalivedResult } from './keepalived-anchor.js';
-import { percentile, printTable, writeResults } from './stats.js';
+import { distribution, percentile, printTable, writeResults, type Distribution } from './stats.js';
 import { checkNoise, engineVersion, fail, failures, log, machineNoise, nodeDiagnostics, note, notes, ratio } from './support.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
@@ -138,16 +138,8 @@ function round(value: number, digits = 1): number {
   return Math.round(value * scale) / scale;
 }
 
-interface Summary {
-  runs: number;
-  p50: number | null;
-  p99: number | null;
-  max: number | null;
-}
-
-function summary(values: number[]): Summary {
-  if (values.length === 0) return { runs: 0, p50: null, p99: null, max: null };
-  return { runs: values.length, p50: round(percentile(values, 0.5)), p99: round(percentile(values, 0.99)), max: round(Math.max(...values)) };
+function summary(values: number[]): Distribution {
+  return distribution(values, 1);
 }
 
 /** The failure that makes further trials on this trio meaningless: the run stops measuring ours. */
@@ -696,37 +688,49 @@ async function main(): Promise<void> {
   const num = (value: number | null) => (value === null ? '' : value);
   const verdict = (value: number | null, goal: number, runs: number) => (runs < trials ? 'FAILED' : value === null ? '' : value <= goal ? 'met' : 'missed');
   const kaText = ka ? `${ka.p50} / ${ka.p99} / ${ka.max}` : `n/a: ${keepalived?.reason ?? 'failed'}`;
+  /** A line under a goal's line: its numbers, for context. */
+  const contextRow = (measure: string, s: Distribution): Record<string, string | number> => ({
+    measure: `  ${measure}`,
+    runs: s.n,
+    p50: num(s.p50),
+    p99: num(s.p99),
+    max: num(s.max),
+    goal: '(context)',
+    result: '',
+    'keepalived p50 / p99 / max': '',
+    'ratio p50': '',
+  });
   const rows: Record<string, string | number>[] = [
     {
       measure: 'kill -9 primary -> backup primary, start hook ran (ms)',
-      runs: failover.runs,
+      runs: failover.n,
       p50: num(failover.p50),
       p99: num(failover.p99),
       max: num(failover.max),
       goal: `<= ${Goals.failoverMs} (p99)`,
-      result: verdict(failover.p99, Goals.failoverMs, failover.runs),
+      result: verdict(failover.p99, Goals.failoverMs, failover.n),
       'keepalived p50 / p99 / max': kaText,
       'ratio p50': ka ? (ratio(failover.p50, ka.p50) ?? '') : '',
     },
-    { measure: '  kill -> peer.down on the backup', runs: down.runs, p50: num(down.p50), p99: num(down.p99), max: num(down.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  kill -> role.acting (sinceMono)', runs: acting.runs, p50: num(acting.p50), p99: num(acting.p99), max: num(acting.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  kill -> failover.done event', runs: doneS.runs, p50: num(doneS.p50), p99: num(doneS.p99), max: num(doneS.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  killed node restarted -> role backup', runs: comeBack.runs, p50: num(comeBack.p50), p99: num(comeBack.p99), max: num(comeBack.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  ... -> all up, every object in-sync', runs: comeBackHealthy.runs, p50: num(comeBackHealthy.p50), p99: num(comeBackHealthy.p99), max: num(comeBackHealthy.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
+    contextRow('kill -> peer.down on the backup', down),
+    contextRow('kill -> role.acting (sinceMono)', acting),
+    contextRow('kill -> failover.done event', doneS),
+    contextRow('killed node restarted -> role backup', comeBack),
+    contextRow('... -> all up, every object in-sync', comeBackHealthy),
     {
       measure: 'switchover issued -> file from new primary on new backup (ms)',
-      runs: flowFile.runs,
+      runs: flowFile.n,
       p50: num(flowFile.p50),
       p99: num(flowFile.p99),
       max: num(flowFile.max),
       goal: `<= ${Goals.switchoverFlowMs} (p99)`,
-      result: verdict(flowFile.p99, Goals.switchoverFlowMs, flowFile.runs),
+      result: verdict(flowFile.p99, Goals.switchoverFlowMs, flowFile.n),
       'keepalived p50 / p99 / max': '',
       'ratio p50': '',
     },
-    { measure: '  ... row from new primary on new backup', runs: flowRow.runs, p50: num(flowRow.p50), p99: num(flowRow.p99), max: num(flowRow.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  `understudy switchover` wall time (CLI)', runs: cli.runs, p50: num(cli.p50), p99: num(cli.p99), max: num(cli.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
-    { measure: '  ms the command reports', runs: reportedS.runs, p50: num(reportedS.p50), p99: num(reportedS.p99), max: num(reportedS.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
+    contextRow('... row from new primary on new backup', flowRow),
+    contextRow('`understudy switchover` wall time (CLI)', cli),
+    contextRow('ms the command reports', reportedS),
     {
       measure: 'changes written just before switchover, lost',
       runs: writes.length,
@@ -738,7 +742,7 @@ async function main(): Promise<void> {
       'keepalived p50 / p99 / max': '',
       'ratio p50': '',
     },
-    { measure: '  switchover right after the writes (control call)', runs: writerSwitch.runs, p50: num(writerSwitch.p50), p99: num(writerSwitch.p99), max: num(writerSwitch.max), goal: '(context)', result: '', 'keepalived p50 / p99 / max': '', 'ratio p50': '' },
+    contextRow('switchover right after the writes (control call)', writerSwitch),
   ];
   console.log('');
   printTable(rows);

@@ -69,7 +69,7 @@ import type { ObjectStatus } from '../src-main/contract/control.js';
 import { pairNodes, sleep, TestNode } from '../test/support/harness.js';
 import type { AppJob, AppReply, AppRun } from './sqlite-app.js';
 import type { ReaderJob, ReaderReply, ReaderSeen } from './sqlite-reader.js';
-import { percentile, printTable, writeResults } from './stats.js';
+import { distribution, printTable, writeResults, type Distribution } from './stats.js';
 import { checkNoise, engineVersion, fail, failures, freeBytes, log, machineNoise, nodeDiagnostics, note, notes, objectStatus, ownPids, ratio, run, which } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -588,16 +588,10 @@ function copyText(check: CopyCheck | null): string {
 // ---------------------------------------------------------------------------------------------
 // The measurements
 
-interface Dist {
-  n: number;
-  p50: number | null;
-  p99: number | null;
-  max: number | null;
-}
+type Dist = Distribution;
 
 function dist(values: number[]): Dist {
-  if (values.length === 0) return { n: 0, p50: null, p99: null, max: null };
-  return { n: values.length, p50: round(percentile(values, 0.5), 3), p99: round(percentile(values, 0.99), 3), max: round(Math.max(...values), 3) };
+  return distribution(values, 3);
 }
 
 interface PacedResult {

@@ -8,6 +8,21 @@ export function percentile(values: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
+/** How many values, their p50, p99 and max rounded to `digits` decimals (nulls when there are none). */
+export interface Distribution {
+  n: number;
+  p50: number | null;
+  p99: number | null;
+  max: number | null;
+}
+
+export function distribution(values: number[], digits = 1): Distribution {
+  if (values.length === 0) return { n: 0, p50: null, p99: null, max: null };
+  const scale = 10 ** digits;
+  const round = (value: number) => Math.round(value * scale) / scale;
+  return { n: values.length, p50: round(percentile(values, 0.5)), p99: round(percentile(values, 0.99)), max: round(Math.max(...values)) };
+}
+
 export function median(values: number[]): number {
   return percentile(values, 0.5);
 }
