@@ -50,3 +50,8 @@ export function leaseClockFrom(clock: Clock): LeaseClock {
 export function machineMonoMs(): number {
   return Number(process.hrtime.bigint() / 1000n) / 1000;
 }
+
+/** For tests: a lease clock running at `rate` times a manual clock (two machines whose clocks disagree). */
+export function skewedClock(real: Clock, rate: number, offset = 0): LeaseClock {
+  return { nowMs: () => offset + real.monotonicMs() * rate };
+}

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NodeRole } from '../../contract/control.js';
 import { ManualClock } from '../clock.js';
-import { leaseClockFrom, type LeaseClock } from './lease-clock.js';
+import { leaseClockFrom, skewedClock } from './lease-clock.js';
 import { LeaseGate } from './lease-gate.js';
 import { LeaseKeeper, LeaseSlots, type ClusterView, type KeeperOutput, type KeeperReport } from './lease-keeper.js';
 import type { BallotStore, LeaseSettings } from './lease.js';
@@ -24,17 +24,6 @@ const noPeers = { primaryUp: false, witnessUp: false };
 /** What the backup's heartbeat sessions say when the primary is gone and the witness is there. */
 const primaryLost = { primaryUp: false, witnessUp: true };
 
-/** A clock that runs at `rate` times real time, for two machines whose clocks disagree. */
-class SkewedClock implements LeaseClock {
-  constructor(
-    private readonly real: ManualClock,
-    private readonly rate: number,
-    private readonly offset = 0,
-  ) {}
-  nowMs(): number {
-    return this.offset + this.real.monotonicMs() * this.rate;
-  }
-}
 
 /** The view the main thread gives the worker, as pushCluster builds it (the witness itself has no witnessId). */
 function viewFor(role: NodeRole, overrides: Partial<ClusterView> = {}): ClusterView {
@@ -587,9 +576,9 @@ function simulate(o: SimOptions): SimOutcome {
   const real = new ManualClock();
   const now = () => real.monotonicMs();
   const clocks = {
-    primary: new SkewedClock(real, o.primaryRate, 5000),
-    backup: new SkewedClock(real, o.witnessRate, 777),
-    witness: new SkewedClock(real, o.witnessRate, 123),
+    primary: skewedClock(real, o.primaryRate, 5000),
+    backup: skewedClock(real, o.witnessRate, 777),
+    witness: skewedClock(real, o.witnessRate, 123),
   };
   const outs = { primary: recorder(now), backup: recorder(now), witness: recorder(now) };
   const keepers = {

@@ -1,22 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../clock.js';
-import { leaseClockFrom, type LeaseClock } from './lease-clock.js';
+import { leaseClockFrom, skewedClock } from './lease-clock.js';
 import { LeaseGrantor, PrimaryLease, WitnessBallot, type BallotStore, type LeaseSettings } from './lease.js';
 
 const settings: LeaseSettings = { leaseMs: 1000, driftRatio: 0.01, stepDownBudgetMs: 300 };
 
-/** A clock that runs at `rate` times real time, for two machines whose clocks disagree. */
-class SkewedClock implements LeaseClock {
-  constructor(
-    private readonly real: ManualClock,
-    private readonly rate: number,
-    private readonly offset = 0,
-  ) {}
-  nowMs(): number {
-    return this.offset + this.real.monotonicMs() * this.rate;
-  }
-}
 
 function memoryBallotStore(initial = 0): BallotStore & { saved: { epoch: number; candidate: string }[] } {
   let highest = initial;
@@ -40,8 +29,8 @@ describe('PrimaryLease and LeaseGrantor', () => {
       [1.0049, 0.9951],
     ] as const) {
       const real = new ManualClock();
-      const primaryClock = new SkewedClock(real, primaryRate, 5000);
-      const grantorClock = new SkewedClock(real, grantorRate, 123);
+      const primaryClock = skewedClock(real, primaryRate, 5000);
+      const grantorClock = skewedClock(real, grantorRate, 123);
       const lease = new PrimaryLease(primaryClock, settings, 3);
       const grantor = new LeaseGrantor(grantorClock, settings, grantorClock.nowMs() - settings.leaseMs);
       const id = lease.request();
