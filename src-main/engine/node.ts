@@ -94,6 +94,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private startHookOwed = false;
   /** This node stepped down for want of a lease (its stop hook ran). */
   private fenced = false;
+  /** The stop that follows a lapsed lease, while it runs (the stop hook, the virtual IP). */
+  private fencing: Promise<void> | null = null;
   private demoting = false;
   /** The primary is down and we said so once (failover.needed / failover.waiting). */
   private failoverAlerted = false;
@@ -622,15 +624,18 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         this.acting = false;
         this.fenced = true;
         this.applyPeers();
-        const vip = this.moveVip(false);
-        const hook = await this.runHook('stop', this.config().stopBudgetMs);
-        await vip;
-        this.record('role.fenced', `this node stopped acting as primary: ${report.reason}; the stop hook ${hook ? 'ran' : 'failed'}`, {
-          reason: report.reason,
-          epoch: this.epoch,
-          decidedAtMono: mono,
-          stoppedAtMono: machineMonoMs(),
-        });
+        this.fencing = (async () => {
+          const vip = this.moveVip(false);
+          const hook = await this.runHook('stop', this.config().stopBudgetMs);
+          await vip;
+          this.record('role.fenced', `this node stopped acting as primary: ${report.reason}; the stop hook ${hook ? 'ran' : 'failed'}`, {
+            reason: report.reason,
+            epoch: this.epoch,
+            decidedAtMono: mono,
+            stoppedAtMono: machineMonoMs(),
+          });
+        })();
+        await this.fencing;
         return;
       }
       case 'lease-acquired': {
@@ -720,6 +725,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       this.acting = false;
       this.applyPeers();
       if (wasActing) await this.runHook('stop', this.config().stopBudgetMs);
+      // Stepped down for want of a lease just before: its application may still be stopping,
+      // and what it writes meanwhile belongs in the archive, so the archive waits for it.
+      await this.fencing;
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       const dir = join(this.home, 'divergence', `${stamp}-epoch-${this.epoch}`);
       const archived = await this.objects!.archiveDivergence(dir);
