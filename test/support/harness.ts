@@ -98,6 +98,7 @@ export class TestNode {
   output = '';
   private client: ControlClient | null = null;
   readonly events: EventRecord[] = [];
+  private lastEventId = 0;
   private exited: Promise<number | null> | null = null;
 
   private constructor(
@@ -149,13 +150,29 @@ export class TestNode {
     await this.watch();
   }
 
-  /** Subscribes to the node's events; they collect in this.events. */
+  /**
+   * Subscribes to the node's events; they collect in this.events, in id order. A node can report
+   * something between starting and our subscription (a restarted primary learns of a newer epoch
+   * within milliseconds), so what the store holds past the last event seen is fetched first.
+   */
   private async watch(): Promise<void> {
     this.client?.close();
     const client = await ControlClient.connect(this.home);
     this.client = client;
-    client.onEvent((event) => this.events.push(event));
-    await client.call('events:subscribe', {});
+    const pushedMeanwhile: EventRecord[] = [];
+    let caughtUp = false;
+    client.onEvent((event) => (caughtUp ? this.record(event) : pushedMeanwhile.push(event)));
+    const { lastId } = await client.call('events:subscribe', {});
+    const stored = await client.call('events:list', { afterId: this.lastEventId });
+    for (const event of stored) if (event.id <= lastId) this.record(event);
+    for (const event of pushedMeanwhile) this.record(event);
+    caughtUp = true;
+  }
+
+  private record(event: EventRecord): void {
+    if (event.id <= this.lastEventId) return;
+    this.events.push(event);
+    this.lastEventId = event.id;
   }
 
   async status(): Promise<StatusReport> {
