@@ -264,7 +264,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     socket.on('error', () => socket.destroy());
     switch (socket.alpnProtocol) {
       case Alpn.link:
-        this.links?.accept(socket);
+        // The peer port listens before the links exist (start-up): a connection taken then
+        // would sit unanswered until the dialer's hello timed out (5 s); closed, it is redialed at once.
+        if (this.links) this.links.accept(socket);
+        else socket.destroy();
         return;
       case Alpn.pair:
         if (!this.codes.hasIssuedAny()) {
