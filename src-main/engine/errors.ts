@@ -27,7 +27,10 @@ export type ErrorCode =
   | 'store-failed'
   | 'switchover-refused'
   | 'switchover-incomplete'
-  | 'failover-refused';
+  | 'failover-refused'
+  | 'license-invalid'
+  | 'license-expired'
+  | 'license-required';
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;
