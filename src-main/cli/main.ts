@@ -4,15 +4,16 @@
  * work on a home directly (init, serve). Exit status: 0 done, 1 refused or failed (one line
  * on stderr), 2 usage error.
  */
-import type { CommandName, CommandParams, CommandResult } from '../contract/control.js';
-import { ControlClient } from '../engine/control/control-client.js';
+import type { CommandResult } from '../contract/control.js';
 import { checkHome } from '../engine/home.js';
-import { describeError, isUnderstudyError, UnderstudyError } from '../engine/errors.js';
+import { describeError, isUnderstudyError } from '../engine/errors.js';
 import { DefaultListenHost, DefaultListenPort, initNode } from '../engine/init.js';
 import { parseAddress } from '../engine/link/tls.js';
 import { Store } from '../engine/store/store.js';
 import { Version } from '../version.js';
 import { resolve } from 'node:path';
+import { call } from './call.js';
+import { license } from './license.js';
 import { homeFrom, parse, parseMs, requireOption, UsageError } from './args.js';
 import { formatEvents, formatStatus } from './format.js';
 import { serve } from './serve.js';
@@ -43,14 +44,15 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   maintenance on|off                      suspend automatic failover and check-triggered switchovers
   vip set ADDR/PREFIX --dev IFACE         a virtual IP that moves with the primary role ('none' removes it;
                                           Linux, as root)
+  license install KEY | show             this pair's license (one key covers both nodes; a witness
+                                          needs none); a 30-day trial runs until a key is installed
+  license issue --tier P10 --customer NAME (--days N | --perpetual --maintenance-days N)
+          [--nodes N] --key VENDOR.pem    the vendor's side: sign a key (printed last)
   config set KEY VALUE                    profile lan|wan, heartbeatMs, leaseMs, stopBudgetMs,
                                           maxPromoteLagMs (ms or 'none')
   --version                               print the version
 
 Reference: docs/cli.md`;
-
-/** How long a command that waits for the node may take before giving up. */
-const CommandTimeoutMs = 30_000;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -95,6 +97,8 @@ async function main(argv: string[]): Promise<number> {
       return switchover(rest);
     case 'hooks':
       return hooks(rest);
+    case 'license':
+      return license(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -283,25 +287,6 @@ function readEventsOffline(home: string, limit: number | undefined) {
     return store.listEvents(limit === undefined ? {} : { limit }).map((e) => ({ ...(e.data ?? {}), id: e.id, at: e.at, type: e.type, message: e.message })) as CommandResult<'events:list'>;
   } finally {
     store.close();
-  }
-}
-
-/** Sends one command to the running node in `home`, waiting at most CommandTimeoutMs. */
-async function call<C extends CommandName>(home: string, command: C, params: CommandParams<C>): Promise<CommandResult<C>> {
-  checkHome(home);
-  const client = await ControlClient.connect(home);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new UnderstudyError('timeout', `the node did not finish '${command}' within ${CommandTimeoutMs / 1000} s`, { hint: 'check its log in HOME/logs' })),
-        CommandTimeoutMs,
-      );
-    });
-    return await Promise.race([client.call(command, params), timeout]);
-  } finally {
-    clearTimeout(timer);
-    client.close();
   }
 }
 

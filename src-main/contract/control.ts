@@ -126,6 +126,65 @@ export interface StatusReport {
   objects: ObjectStatus[];
   /** The pair's witness, or null when the pair has none (then no automatic failover). */
   witness: WitnessStatus | null;
+  license: LicenseReport;
+}
+
+/**
+ * trial: no key yet, within the 30-day trial; valid: a key that covers this machine;
+ * expired: the key's term (or the trial) is over; invalid: the stored key no longer verifies;
+ * too-small: the key's tier covers fewer cores than this machine has. Whatever the state,
+ * replication, heartbeats, failover and switchover go on: only new configuration waits.
+ */
+export type LicenseState = 'trial' | 'valid' | 'expired' | 'invalid' | 'too-small';
+
+export interface LicenseReport {
+  state: LicenseState;
+  /** What stands behind the state: the trial, a key with a term, a perpetual key. */
+  kind: 'trial' | 'term' | 'perpetual';
+  /** The tier of the installed key (P05 … P50); null in the trial. */
+  tier: string | null;
+  customer: string | null;
+  licenseId: string | null;
+  issuedAt: string | null;
+  /** End of the key's term, or of the trial; null for a perpetual key. */
+  expiresAt: string | null;
+  /** Whole days until expiresAt (0 once past); null for a perpetual key. */
+  daysLeft: number | null;
+  /** Perpetual keys: the end of maintenance (updates); null otherwise. */
+  maintenanceEndsAt: string | null;
+  /** Nodes the key covers: 2 is one pair (a witness is never counted). */
+  nodes: number;
+  /** This machine's logical cores, as the tiers count them. */
+  cores: number;
+  /** The smallest tier that covers this machine. */
+  tierNeeded: string;
+  /** Whether new configuration (protecting objects, pairing a new backup) is allowed. */
+  mayConfigure: boolean;
+  /** False on a witness: it needs no license of its own. */
+  counted: boolean;
+  /** One sentence on where things stand, for people. */
+  summary: string;
+  /** What needs attention, one sentence each (empty when nothing does). */
+  warnings: string[];
+}
+
+export interface TierInfo {
+  tier: string;
+  /** The largest machine the tier covers, in logical cores; null: no limit. */
+  maxCores: number | null;
+  priceUsd: number;
+}
+
+/** The licensing page: the report plus the tier table (what an upgrade would change). */
+export interface LicenseView {
+  license: LicenseReport;
+  tiers: TierInfo[];
+}
+
+export interface LicenseInstallResult {
+  license: LicenseReport;
+  /** False when this very key was installed already. */
+  changed: boolean;
 }
 
 export interface EventRecord {
@@ -185,7 +244,9 @@ export type EventType =
   | 'sqlite.resync'
   | 'sqlite.diverged'
   | 'sqlite.error'
-  | 'sqlite.recovered';
+  | 'sqlite.recovered'
+  | 'license.installed'
+  | 'license.warning';
 
 export interface PairCodeResult {
   code: string;
@@ -233,6 +294,10 @@ export interface Commands {
   'cluster:maintenance': { params: { on: boolean }; result: { maintenance: boolean } };
   /** One timing setting (profile, heartbeatMs, leaseMs, stopBudgetMs, maxPromoteLagMs); returns them all. */
   'cluster:config-set': { params: { key: string; value: string }; result: ClusterConfigView };
+  /** The license as this node sees it, with the tier table. */
+  'license:show': { params: Record<string, never>; result: LicenseView };
+  /** Installs a key on this node; it passes to the peer over the link. Refused with the reason when the key is bad or expired. */
+  'license:install': { params: { key: string }; result: LicenseInstallResult };
 }
 
 export interface ClusterConfigView {

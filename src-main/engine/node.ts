@@ -29,6 +29,7 @@ import { LeaseGate } from './cluster/lease-gate.js';
 import { machineMonoMs } from './cluster/lease-clock.js';
 import type { KeeperReport } from './cluster/lease-keeper.js';
 import { parseVip, releaseVip, takeVip, type VipSettings } from './cluster/vip.js';
+import { NodeLicense } from './license/node-license.js';
 import { leaseSettings, resolveConfig, setConfigValue, type ClusterConfig, type StoredConfig } from './cluster/cluster-config.js';
 
 export interface NodeOptions {
@@ -100,6 +101,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   /** The primary is down and we said so once (failover.needed / failover.waiting). */
   private failoverAlerted = false;
   private clusterTimer: NodeJS.Timeout | null = null;
+  private readonly license: NodeLicense;
 
   private constructor(
     readonly home: string,
@@ -118,6 +120,14 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.role = saved.role;
     this.epoch = saved.epoch;
     this.roleSince = this.startedAt;
+    this.license = new NodeLicense({
+      store,
+      counted: () => this.role !== 'witness',
+      record: (type, message, data) => this.record(type, message, data),
+      offer: (key) => {
+        for (const peer of this.store.listPeers()) this.links?.send(peer.id, { t: 'license.offer', epoch: this.epoch, key });
+      },
+    });
   }
 
   /** Starts a node on its home; fails with a clear error and leaves nothing running. */
@@ -187,6 +197,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.links.on('message', (peerId, message, body) => {
       if (isRoleMessage(message)) void this.onRoleMessage(peerId, message);
       else if (message.t === 'cluster.members') this.onMembers(peerId, message);
+      // A license is not a replicated change: whichever node holds the better key passes it on.
+      else if (message.t === 'license.offer') this.license.fromPeer(message.key, this.peerName(peerId));
       else if (message.epoch < this.epoch) {
         // Epochs are fencing tokens: nothing from an older primary is ever applied.
         this.log.warn({ peer: peerId, type: message.t, epoch: message.epoch, ours: this.epoch }, 'message from an older epoch dropped');
@@ -235,6 +247,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
     this.applyPeers();
     this.scheduleCheck();
+    this.license.start();
     // The backup's lag decides whether it may promote by itself (maxPromoteLagMs): kept current.
     this.clusterTimer = setInterval(() => this.pushCluster(), 1000);
     this.clusterTimer.unref();
@@ -310,6 +323,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       case 'events:subscribe':
         return { lastId: this.store.listEvents({ limit: 1 })[0]?.id ?? 0 };
       case 'object:protect': {
+        this.license.assertMayConfigure('protecting a new folder or database');
         if (this.role === 'witness') throw new UnderstudyError('usage', 'a witness protects nothing', { hint: 'protect folders and databases on the primary' });
         const { kind, source, target, excludes } = params as { kind: 'folder' | 'sqlite'; source: string; target?: string; excludes: string[] };
         if (kind === 'sqlite') return this.objects!.protectDatabase(this.role, source, target);
@@ -320,6 +334,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         await this.objects!.unprotect(id);
         return { id };
       }
+      case 'license:show':
+        return this.license.view();
+      case 'license:install':
+        return this.license.install((params as { key: string }).key);
       case 'dev:block-main':
         return blockMainThread((params as { ms: number }).ms);
       case 'cluster:switchover':
@@ -363,6 +381,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
       objects: this.objects?.status() ?? [],
       witness: this.witnessStatus(),
+      license: this.license.report(),
     };
   }
 
@@ -381,6 +400,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         hint: 'a pair has one primary, one backup and at most one witness',
       });
     }
+    // A first backup is new configuration; a replacement for a lost one restores protection and is never held back.
+    if (!paired && this.store.getSetting('cluster.hadBackup') !== true) this.license.assertMayConfigure('pairing a new backup');
     const issued = this.codes.issue(publicKeyHash(this.identity.certPem));
     // The code itself is a secret: it never goes into the log or the event record.
     this.record('pair.code-issued', `a pairing code was issued; it expires at ${isoTime(issued.expiresAt)}`, { expiresAt: isoTime(issued.expiresAt) });
@@ -411,6 +432,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
   private completePairing(peer: PeerRecord, role: NodeRole, epoch: number): void {
     this.store.recordPairing(peer, { role, epoch });
+    this.store.setSetting('cluster.hadBackup', true);
     this.role = role;
     this.epoch = epoch;
     this.acting = role === 'primary' && !this.witnessPeer();
@@ -510,6 +532,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     if (this.pendingHandover !== null && hello.epoch < this.pendingHandover) {
       this.links?.send(peerId, { t: 'role.handover', epoch: this.epoch, newEpoch: this.pendingHandover, reqId: 0 });
     }
+    const licenseKey = this.license.keyText();
+    if (licenseKey) this.links?.send(peerId, { t: 'license.offer', epoch: this.epoch, key: licenseKey });
     this.objects?.linkChanged(true);
   }
 
@@ -1130,6 +1154,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.stopping = true;
     if (this.checkTimer) clearTimeout(this.checkTimer);
     if (this.clusterTimer) clearInterval(this.clusterTimer);
+    this.license.stop();
     // A clean stop gives the virtual IP up (a crash cannot: the next primary's ARP takes it over).
     if (this.role === 'primary' && this.acting) {
       this.acting = false;

@@ -35,6 +35,9 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'cluster:vip-set': v.object({ address: v.pipe(v.string(), v.maxLength(64)), dev: v.pipe(v.string(), v.maxLength(32)) }),
   'cluster:maintenance': v.object({ on: v.boolean() }),
   'cluster:config-set': v.object({ key: v.pipe(v.string(), v.maxLength(64)), value: v.pipe(v.string(), v.maxLength(64)) }),
+  'license:show': Empty,
+  // Generous: a key is about 300 characters, and pasted keys may carry line breaks.
+  'license:install': v.object({ key: v.pipe(v.string(), v.maxLength(4096)) }),
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 

@@ -226,6 +226,8 @@ export const LinkMessageSchema = v.variant('t', [
       v.maxLength(3),
     ),
   }),
+  // either node -> its peers: the license key it holds (taken when genuine and better than the peer's)
+  v.object({ t: v.literal('license.offer'), epoch: EpochSchema, key: v.pipe(v.string(), v.maxLength(4096)) }),
   // backup -> primary: everything up to position.seq is durably applied
   v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
   // primary -> backup: how far behind the backup is, as the primary measures it
