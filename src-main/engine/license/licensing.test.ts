@@ -27,7 +27,11 @@ function setup(t: TestContext, cores = 4) {
     rmSync(home, { recursive: true, force: true });
   });
   const wall = new Wall();
-  const open = () => new Licensing({ store, writable: true, counted: () => true, wall: wall.read, cores, trusted });
+  const open = () => {
+    const licensing = new Licensing({ store, writable: true, counted: () => true, wall: wall.read, cores, trusted });
+    licensing.beginTrial();
+    return licensing;
+  };
   return { store, wall, licensing: open(), reopen: open };
 }
 

@@ -47,8 +47,12 @@ export class Licensing {
       () => store.getSetting<number>(Settings.highWater),
       options.writable ? (ms) => store.setSetting(Settings.highWater, ms) : null,
     );
-    // The trial starts with the first run that has no key.
-    if (options.writable && store.getSetting(Settings.trialStartedAt) === undefined) store.setSetting(Settings.trialStartedAt, this.clock.now().nowMs);
+  }
+
+  /** The trial starts with the node's first run (a serve that got going, not one refused at start). Idempotent. */
+  beginTrial(): void {
+    const { store } = this.options;
+    if (this.options.writable && store.getSetting(Settings.trialStartedAt) === undefined) store.setSetting(Settings.trialStartedAt, this.clock.now().nowMs);
   }
 
   report(): LicenseReport {

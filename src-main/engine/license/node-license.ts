@@ -30,6 +30,7 @@ export class NodeLicense {
   }
 
   start(): void {
+    this.licensing.beginTrial();
     this.check();
     this.timer = setInterval(() => this.check(), RecheckMs);
     this.timer.unref();
