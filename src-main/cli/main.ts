@@ -35,8 +35,11 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   protect sqlite SRC [--to DEST]          protect a SQLite database (on the primary); prints its id
   unprotect ID                            stop protecting it (the backup's copy stays)
   status [--json]                         this node, its peers and protected objects
+  audit [ID] [--scrub] [--json]           compare the backup's copies with the primary and repair
+                                          what differs (--scrub: re-read every file's content too)
   events [--json] [--limit N]             the event log, oldest first
   switchover [--json]                     swap the roles (either node): drain, hand over, reverse
+  switchover --dry-run [--json]           what would block a switchover now (exit 1 if anything does)
   hooks set [--start CMD] [--stop CMD] [--check CMD] [--check-failures N] [--timeout MS]
                                           this node's application hooks ('' clears one)
   failover --force                        on the backup, when the primary is down for sure: take over
@@ -99,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
       return hooks(rest);
     case 'license':
       return license(rest);
+    case 'audit':
+      return audit(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -249,8 +254,35 @@ async function hooks(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function audit(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('audit', argv, { scrub: { type: 'boolean' } }, true);
+  if (positionals.length > 1) throw new UsageError('audit: give at most one object id (none: every object)');
+  const result = await call(homeFrom(values), 'object:audit', { ...(positionals[0] ? { id: positionals[0] } : {}), scrub: values.scrub ?? false });
+  if (values.json) console.log(JSON.stringify(result));
+  else {
+    for (const o of result.objects) {
+      const found = o.result === 'clean' ? 'clean' : o.result === 'repaired' ? `${o.differences} difference(s) found, ${o.repaired} repaired` : `FAILED (${o.detail ?? 'see the events'})`;
+      console.log(`${o.id} ${o.kind}: ${found}  [${o.scope}, ${o.ms} ms]${o.result === 'repaired' && o.detail ? `\n    ${o.detail}` : ''}`);
+    }
+  }
+  const failed = result.objects.filter((o) => o.result === 'failed');
+  if (failed.length === 0) return 0;
+  console.error(`understudy: the audit of ${failed.map((o) => o.id).join(', ')} could not complete or repair: ${failed[0]!.detail ?? 'see the events'}`);
+  return 1;
+}
+
 async function switchover(argv: string[]): Promise<number> {
-  const { values } = parse('switchover', argv, {});
+  const { values } = parse('switchover', argv, { 'dry-run': { type: 'boolean' } });
+  if (values['dry-run']) {
+    const readiness = await call(homeFrom(values), 'cluster:readiness', {});
+    if (values.json) console.log(JSON.stringify(readiness));
+    else {
+      const mark = { ok: 'ok     ', warning: 'WARNING', blocker: 'BLOCKS ' } as const;
+      for (const check of readiness.checks) console.log(`${mark[check.level]}  ${check.detail}`);
+      console.log(readiness.ready ? 'Ready: a switchover would go ahead now.' : 'Not ready: a switchover would be refused now.');
+    }
+    return readiness.ready ? 0 : 1;
+  }
   const result = await call(homeFrom(values), 'cluster:switchover', {});
   console.log(values.json ? JSON.stringify(result) : `Switchover done in ${result.ms} ms; this node is now the ${result.role} (epoch ${result.epoch}).`);
   return 0;

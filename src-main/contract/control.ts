@@ -71,6 +71,8 @@ export interface PeerStatus {
   stateSince: string;
   /** Whether the data link (separate from heartbeats) is connected. */
   link: 'connected' | 'disconnected';
+  /** Bytes sent to and received from the peer on the data link since this node started (throughput, audit costs). */
+  linkBytes: { sent: number; received: number };
   pairedAt: string;
 }
 
@@ -107,6 +109,45 @@ export interface ObjectStatus {
   txid?: number;
   /** Databases only: how changes are captured: tailing the WAL, or page-hash snapshots of a rollback-journal database. */
   capture?: 'wal' | 'snapshot';
+  /** The latest audit of the backup's copy (on both nodes); null before the first. */
+  lastAudit?: LastAudit | null;
+}
+
+/**
+ * One audit of one object's copy on the backup. Folders: the index's Merkle root against the
+ * primary's, the copy's files against the index (type, size, mode, mtime) and, in a scrub,
+ * every file's content re-hashed. Databases: every page's hash against the primary's.
+ */
+export interface LastAudit {
+  at: string;
+  /** clean: nothing differed; repaired: differences found and repaired; failed: could not complete or repair. */
+  result: 'clean' | 'repaired' | 'failed';
+  /** Paths (folders) or pages (databases) that differed. */
+  differences: number;
+  repaired: number;
+  /** What was compared: 'index+metadata', 'index+metadata+content' (a scrub), 'pages'. */
+  scope: string;
+  ms: number;
+  /** Why it failed, or what differed (a few paths), for people. */
+  detail: string | null;
+}
+
+/** One line of a switchover's readiness: a blocker stops a switchover; a warning deserves a look. */
+export interface ReadinessCheck {
+  name: string;
+  level: 'ok' | 'warning' | 'blocker';
+  detail: string;
+}
+
+export interface SwitchoverReadiness {
+  /** No blocker. */
+  ready: boolean;
+  checks: ReadinessCheck[];
+}
+
+export interface AuditOutcome extends LastAudit {
+  id: string;
+  kind: 'folder' | 'sqlite';
 }
 
 /** The application's hooks on one node (see docs/cli.md, `hooks set`). */
@@ -217,7 +258,6 @@ export type EventType =
   | 'folder.skipped'
   | 'folder.unsettled'
   | 'folder.refused-path'
-  | 'folder.repaired'
   | 'switchover.started'
   | 'switchover.done'
   | 'switchover.refused'
@@ -246,7 +286,10 @@ export type EventType =
   | 'sqlite.error'
   | 'sqlite.recovered'
   | 'license.installed'
-  | 'license.warning';
+  | 'license.warning'
+  | 'audit.done'
+  | 'audit.repaired'
+  | 'audit.failed';
 
 export interface PairCodeResult {
   code: string;
@@ -281,6 +324,8 @@ export interface Commands {
    * when the peer is not reachable or not in sync.
    */
   'cluster:switchover': { params: Record<string, never>; result: { ms: number; role: NodeRole; epoch: number } };
+  /** What would block a switchover now (lag, last audits, peer and witness, maintenance, hooks); changes nothing. */
+  'cluster:readiness': { params: Record<string, never>; result: SwitchoverReadiness };
   /** Sets this node's application hooks (an empty command clears one); returns them all. */
   'cluster:hooks-set': { params: Partial<HookConfig>; result: HookConfig };
   /**
@@ -294,6 +339,11 @@ export interface Commands {
   'cluster:maintenance': { params: { on: boolean }; result: { maintenance: boolean } };
   /** One timing setting (profile, heartbeatMs, leaseMs, stopBudgetMs, maxPromoteLagMs); returns them all. */
   'cluster:config-set': { params: { key: string; value: string }; result: ClusterConfigView };
+  /**
+   * Audits the backup's copy of one object (id) or of all, from either node; waits until done.
+   * scrub: also re-read and re-hash every file (slower; continuous audits scrub a little at a time).
+   */
+  'object:audit': { params: { id?: string; scrub?: boolean }; result: { objects: AuditOutcome[] } };
   /** The license as this node sees it, with the tier table. */
   'license:show': { params: Record<string, never>; result: LicenseView };
   /** Installs a key on this node; it passes to the peer over the link. Refused with the reason when the key is bad or expired. */

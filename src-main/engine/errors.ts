@@ -30,7 +30,8 @@ export type ErrorCode =
   | 'failover-refused'
   | 'license-invalid'
   | 'license-expired'
-  | 'license-required';
+  | 'license-required'
+  | 'audit-failed';
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

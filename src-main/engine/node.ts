@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { join } from 'node:path';
-import type { ClusterConfigView, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import type { ClusterConfigView, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
 import { Version } from '../version.js';
 import { isoTime, systemClock, type Clock } from './clock.js';
 import { ControlServer } from './control/control-server.js';
@@ -30,6 +30,7 @@ import { machineMonoMs } from './cluster/lease-clock.js';
 import type { KeeperReport } from './cluster/lease-keeper.js';
 import { parseVip, releaseVip, takeVip, type VipSettings } from './cluster/vip.js';
 import { NodeLicense } from './license/node-license.js';
+import { switchoverReadiness } from './cluster/readiness.js';
 import { leaseSettings, resolveConfig, setConfigValue, type ClusterConfig, type StoredConfig } from './cluster/cluster-config.js';
 
 export interface NodeOptions {
@@ -334,6 +335,17 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         await this.objects!.unprotect(id);
         return { id };
       }
+      case 'cluster:readiness':
+        return this.readiness();
+      case 'object:audit': {
+        const { id, scrub } = params as { id?: string; scrub?: boolean };
+        const outcomes = await this.objects!.audit(this.role, id, scrub ?? false);
+        for (const o of outcomes) {
+          const found = o.result === 'clean' ? 'nothing differed' : o.result === 'repaired' ? `${o.differences} difference(s) found and repaired` : `it could not complete: ${o.detail ?? 'see the events'}`;
+          this.record(o.result === 'failed' ? 'audit.failed' : 'audit.done', `audit of ${o.id} (${o.scope}): ${found}`, { object: o.id, result: o.result, differences: o.differences, repaired: o.repaired, ms: o.ms });
+        }
+        return { objects: outcomes };
+      }
       case 'license:show':
         return this.license.view();
       case 'license:install':
@@ -568,6 +580,25 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     } finally {
       this.switching = false;
     }
+  }
+
+  private readiness(): SwitchoverReadiness {
+    const peer = this.pairedPeer();
+    const witness = this.witnessStatus();
+    const hooks = this.hooks();
+    return switchoverReadiness({
+      role: this.role,
+      peerName: peer?.name ?? null,
+      peerState: peer ? (this.runtime.get(peer.id)?.state ?? 'down') : null,
+      linkConnected: peer ? Boolean(this.links?.isConnected(peer.id)) : false,
+      maintenance: this.maintenance(),
+      switching: this.switching,
+      acting: this.role === 'primary' && this.mayActNow(),
+      witness: witness ? { name: witness.name, state: witness.state } : null,
+      objects: this.objects?.status() ?? [],
+      hooks: { stopHere: hooks.stop !== null, startHere: hooks.start !== null },
+      nowMs: Date.now(),
+    });
   }
 
   private refuse(reason: string, hint: string): UnderstudyError {
@@ -1117,6 +1148,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       lastSeenAt: runtime?.lastSeenAt ? isoTime(runtime.lastSeenAt) : null,
       stateSince: isoTime(runtime?.since ?? this.startedAt),
       link: this.links?.isConnected(peer.id) ? 'connected' : 'disconnected',
+      linkBytes: this.links?.bytes(peer.id) ?? { sent: 0, received: 0 },
       pairedAt: peer.pairedAt,
     };
   }

@@ -300,7 +300,7 @@ describe('folder replication faults', { concurrency: false }, () => {
     writeFileSync(join(target, 'sub', 'extra.txt'), 'added by hand on the backup');
     unlinkSync(join(target, 'sub', 'deleted.txt'));
 
-    const repaired = await backup.waitForEvent('folder.repaired', since, 15_000);
+    const repaired = await backup.waitForEvent('audit.repaired', since, 15_000);
     assert.equal(repaired.object, id);
     await converge(id, source, target, 'the copy to be put back');
     assert.equal(readFileSync(join(target, 'edited.txt'), 'utf8'), 'the primary version');

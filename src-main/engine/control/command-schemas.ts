@@ -24,6 +24,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   }),
   'object:unprotect': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
   'cluster:switchover': Empty,
+  'cluster:readiness': Empty,
   'cluster:hooks-set': v.object({
     start: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
     stop: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
@@ -35,6 +36,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'cluster:vip-set': v.object({ address: v.pipe(v.string(), v.maxLength(64)), dev: v.pipe(v.string(), v.maxLength(32)) }),
   'cluster:maintenance': v.object({ on: v.boolean() }),
   'cluster:config-set': v.object({ key: v.pipe(v.string(), v.maxLength(64)), value: v.pipe(v.string(), v.maxLength(64)) }),
+  'object:audit': v.optional(v.object({ id: v.optional(v.pipe(v.string(), v.maxLength(64))), scrub: v.optional(v.boolean()) }), {}),
   'license:show': Empty,
   // Generous: a key is about 300 characters, and pasted keys may carry line breaks.
   'license:install': v.object({ key: v.pipe(v.string(), v.maxLength(4096)) }),

@@ -22,6 +22,9 @@ export interface FramedSocketOptions<T> {
 export class FramedSocket<T> {
   private readonly reader: FrameReader;
   private closedReason: string | null | undefined = undefined;
+  /** Frame bytes sent and received on this connection (before TLS). */
+  sentBytes = 0;
+  receivedBytes = 0;
 
   constructor(
     readonly socket: Socket,
@@ -46,7 +49,9 @@ export class FramedSocket<T> {
   /** Queues a message; returns false when the socket's buffer is full (wait for 'drain'). */
   send(message: unknown, body?: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return false;
-    return this.socket.write(encodeFrame(message, body));
+    const frame = encodeFrame(message, body);
+    this.sentBytes += frame.length;
+    return this.socket.write(frame);
   }
 
   /** Closes the connection and reports reason (once). */
@@ -57,6 +62,7 @@ export class FramedSocket<T> {
 
   private receive(chunk: Buffer): void {
     if (this.closed) return;
+    this.receivedBytes += chunk.length;
     let frames;
     try {
       frames = this.reader.push(chunk);

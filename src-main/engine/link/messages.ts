@@ -94,6 +94,19 @@ const FetchedFileSchema = v.object({
   reason: v.nullable(v.pipe(v.string(), v.maxLength(500))),
 });
 
+const ReqIdSchema = v.pipe(IntSchema, v.minValue(1));
+const DigestSchema = v.pipe(v.string(), v.regex(/^[0-9a-f]{32}$/));
+const LastAuditSchema = v.object({
+  at: v.pipe(v.string(), v.maxLength(40)),
+  result: v.picklist(['clean', 'repaired', 'failed']),
+  differences: v.pipe(IntSchema, v.minValue(0)),
+  repaired: v.pipe(IntSchema, v.minValue(0)),
+  scope: v.pipe(v.string(), v.maxLength(64)),
+  ms: v.pipe(v.number(), v.minValue(0)),
+  detail: v.nullable(v.pipe(v.string(), v.maxLength(2000))),
+});
+const AuditOutcomeSchema = v.object({ ...LastAuditSchema.entries, id: ObjectIdSchema, kind: v.picklist(['folder', 'sqlite']) });
+
 export const LinkMessageSchema = v.variant('t', [
   v.object({
     t: v.literal('hello'),
@@ -173,6 +186,8 @@ export const LinkMessageSchema = v.variant('t', [
     epoch: EpochSchema,
     objectId: ObjectIdSchema,
     txid: v.pipe(IntSchema, v.minValue(0)),
+    // sent for an audit: the resync answering it is the audit's repair, not news for the event log
+    audit: v.optional(v.boolean()),
     // numbers the backup's requests; the resync that answers it says so in `basis`
     request: v.pipe(IntSchema, v.minValue(1)),
     part: v.pipe(IntSchema, v.minValue(0)),
@@ -228,6 +243,36 @@ export const LinkMessageSchema = v.variant('t', [
   }),
   // either node -> its peers: the license key it holds (taken when genuine and better than the peer's)
   v.object({ t: v.literal('license.offer'), epoch: EpochSchema, key: v.pipe(v.string(), v.maxLength(4096)) }),
+  // backup -> primary: the Merkle root of a folder's index, with its 256 bucket hashes when asked
+  v.object({ t: v.literal('audit.digest-request'), epoch: EpochSchema, objectId: ObjectIdSchema, reqId: ReqIdSchema, buckets: v.boolean() }),
+  // primary -> backup: the digest of its index at seq
+  v.object({
+    t: v.literal('audit.digest'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    reqId: ReqIdSchema,
+    seq: v.pipe(IntSchema, v.minValue(0)),
+    root: DigestSchema,
+    buckets: v.nullable(v.pipe(v.array(DigestSchema), v.length(256))),
+  }),
+  // backup -> primary: the index entries of these buckets (they differed)
+  v.object({ t: v.literal('audit.entries-request'), epoch: EpochSchema, objectId: ObjectIdSchema, reqId: ReqIdSchema, buckets: v.pipe(v.array(v.pipe(IntSchema, v.minValue(0), v.maxValue(255))), v.maxLength(256)) }),
+  // primary -> backup: those entries, in parts
+  v.object({
+    t: v.literal('audit.entries'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    reqId: ReqIdSchema,
+    seq: v.pipe(IntSchema, v.minValue(0)),
+    entries: v.pipe(v.array(FolderEntrySchema), v.maxLength(MaxEntriesPerMessage)),
+    last: v.boolean(),
+  }),
+  // primary -> backup: the admin ran `audit` on the primary: audit the copy of one object (or all)
+  v.object({ t: v.literal('audit.run'), epoch: EpochSchema, reqId: ReqIdSchema, objectId: v.nullable(ObjectIdSchema), scrub: v.boolean() }),
+  // backup -> primary: what those audits found and did
+  v.object({ t: v.literal('audit.result'), epoch: EpochSchema, reqId: ReqIdSchema, outcomes: v.pipe(v.array(AuditOutcomeSchema), v.maxLength(1000)), error: v.nullable(v.pipe(v.string(), v.maxLength(500))) }),
+  // backup -> primary: the latest audit of one object, for the primary's status
+  v.object({ t: v.literal('audit.report'), epoch: EpochSchema, objectId: ObjectIdSchema, audit: LastAuditSchema }),
   // backup -> primary: everything up to position.seq is durably applied
   v.object({ t: v.literal('folder.ack'), epoch: EpochSchema, position: JournalPositionSchema, objectId: ObjectIdSchema }),
   // primary -> backup: how far behind the backup is, as the primary measures it

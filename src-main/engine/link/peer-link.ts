@@ -38,6 +38,8 @@ class PeerLink {
   dialing: FramedSocket<LinkMessage> | null = null;
   timer: NodeJS.Timeout | null = null;
   backoffMs = BackoffMinMs;
+  /** Bytes of connections that closed; the active one's are added when asked. */
+  closedBytes = { sent: 0, received: 0 };
   constructor(public peer: PeerRecord) {}
 }
 
@@ -71,6 +73,13 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
         this.schedule(link, 0);
       }
     }
+  }
+
+  /** Frame bytes sent to and received from the peer on the data link since this node started. */
+  bytes(peerId: string): { sent: number; received: number } {
+    const link = this.links.get(peerId);
+    if (!link) return { sent: 0, received: 0 };
+    return { sent: link.closedBytes.sent + (link.active?.sentBytes ?? 0), received: link.closedBytes.received + (link.active?.receivedBytes ?? 0) };
   }
 
   isConnected(peerId: string): boolean {
@@ -210,6 +219,8 @@ export class PeerLinks extends EventEmitter<PeerLinksEvents> {
           this.log.debug({ peer: link.peer.id, reason }, 'link connection failed');
         }
         if (link.active === conn) {
+          link.closedBytes.sent += conn.sentBytes;
+          link.closedBytes.received += conn.receivedBytes;
           link.active = null;
           this.emit('disconnected', link.peer.id, reason ?? 'connection closed');
         }

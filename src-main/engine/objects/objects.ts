@@ -7,7 +7,7 @@ import { closeSync, existsSync, lstatSync, openSync, readSync, realpathSync, sta
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
-import type { NodeRole } from '../../contract/control.js';
+import type { AuditOutcome, LastAudit, NodeRole } from '../../contract/control.js';
 import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './folder/channel.js';
 import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
@@ -38,6 +38,8 @@ interface ObjectSource extends ProtectedObject {
 /** A backup's copy. */
 interface ObjectReplica extends ProtectedObject {
   announced(source: string): void;
+  /** Audits the copy against the primary and repairs it; never throws. */
+  audit(options: { scrub: boolean }): Promise<AuditOutcome>;
 }
 
 export interface ObjectsOptions {
@@ -57,6 +59,11 @@ export class ProtectedObjects {
   private readonly versionsRoot: string;
   /** Set while reverse() runs: replication messages wait for it. */
   private reversing: Promise<void> | null = null;
+  /** On the primary: the backup's latest audit of each object, as it reported them. */
+  private readonly reportedAudits = new Map<string, LastAudit>();
+  /** On the primary: audits the admin started here, run on the backup, by request id. */
+  private readonly auditRequests = new Map<number, (result: { outcomes: AuditOutcome[]; error: string | null }) => void>();
+  private nextAuditRequest = 1;
 
   constructor(private readonly options: ObjectsOptions) {
     this.store = new ObjectStore(options.db);
@@ -96,7 +103,7 @@ export class ProtectedObjects {
     } else {
       const replica =
         object.kind === 'sqlite'
-          ? new SqliteReplica(object, this.store, this.options.peer, this.reporter(), versions)
+          ? new SqliteReplica(object, this.store, this.options.peer, this.reporter(), versions, this.options.source?.rescanMs)
           : new FolderReplica(object, this.store, this.hasher, this.options.peer, this.reporter(), versions, this.options.source?.rescanMs);
       this.replicas.set(object.id, replica);
       await replica.start();
@@ -252,7 +259,35 @@ export class ProtectedObjects {
   }
 
   status(): ObjectStatus[] {
-    return [...this.sources.values(), ...this.replicas.values()].map((o) => o.status());
+    const sources = [...this.sources.values()].map((o) => ({ ...o.status(), lastAudit: this.reportedAudits.get(o.id) ?? null }));
+    return [...sources, ...[...this.replicas.values()].map((o) => o.status())];
+  }
+
+  /**
+   * `understudy audit`: on the backup, audits its copies here; on the primary, asks the backup to
+   * and waits for what it found. Throws (one clear line) only when no audit could start.
+   */
+  async audit(role: NodeRole, id: string | undefined, scrub: boolean): Promise<AuditOutcome[]> {
+    const known = this.store.listObjects();
+    if (id !== undefined && !known.some((o) => o.id === id)) throw new UnderstudyError('usage', `no protected object '${id}'`, { hint: "see 'understudy status' for the ids" });
+    if (known.length === 0) throw new UnderstudyError('usage', 'nothing is protected yet: there is nothing to audit', { hint: 'protect a folder or a database first' });
+    if (role === 'backup') return this.auditCopies(id ?? null, scrub);
+    if (role !== 'primary') throw new UnderstudyError('usage', `this node is ${role === 'witness' ? 'the witness' : 'not paired'}: audits compare the primary and its backup`, { hint: 'run audit on the primary or the backup' });
+    const reqId = this.nextAuditRequest++;
+    const answer = new Promise<{ outcomes: AuditOutcome[]; error: string | null }>((resolve) => this.auditRequests.set(reqId, resolve));
+    if (!this.options.peer.connected() || !this.options.peer.send({ t: 'audit.run', epoch: this.options.peer.epoch(), reqId, objectId: id ?? null, scrub })) {
+      this.auditRequests.delete(reqId);
+      throw new UnderstudyError('audit-failed', 'the audit could not start: the backup is not connected', { hint: 'check that both nodes are up (understudy status), then audit again' });
+    }
+    const result = await answer;
+    if (result.error) throw new UnderstudyError('audit-failed', `the backup could not audit: ${result.error}`, { hint: 'see the events on the backup' });
+    return result.outcomes;
+  }
+
+  private async auditCopies(id: string | null, scrub: boolean): Promise<AuditOutcome[]> {
+    const outcomes: AuditOutcome[] = [];
+    for (const replica of this.replicas.values()) if (id === null || replica.id === id) outcomes.push(await replica.audit({ scrub }));
+    return outcomes;
   }
 
   linkChanged(connected: boolean): void {
@@ -267,6 +302,22 @@ export class ProtectedObjects {
     }
     if (message.t === 'folder.object') {
       void this.onAnnounce(message);
+      return;
+    }
+    if (message.t === 'audit.run') {
+      void this.auditCopies(message.objectId, message.scrub).then(
+        (outcomes) => this.options.peer.send({ t: 'audit.result', epoch: this.options.peer.epoch(), reqId: message.reqId, outcomes, error: null }),
+        (error: unknown) => this.options.peer.send({ t: 'audit.result', epoch: this.options.peer.epoch(), reqId: message.reqId, outcomes: [], error: String(error).slice(0, 500) }),
+      );
+      return;
+    }
+    if (message.t === 'audit.result') {
+      this.auditRequests.get(message.reqId)?.({ outcomes: message.outcomes, error: message.error });
+      this.auditRequests.delete(message.reqId);
+      return;
+    }
+    if (message.t === 'audit.report') {
+      if (this.sources.has(message.objectId)) this.reportedAudits.set(message.objectId, message.audit);
       return;
     }
     if (message.t === 'folder.block' || message.t === 'folder.fetched' || message.t === 'folder.files') {

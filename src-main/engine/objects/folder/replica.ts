@@ -11,12 +11,20 @@ import { dirname, join } from 'node:path';
 import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
 import { Assembly, AssemblyError, type Assembled } from './assembly.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
+import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
+import { bucketOf, digestIndex, liveEntries, sameEntry } from './index-digest.js';
 import type { Hasher } from './hasher.js';
 import { ensureParents, resolveInside, UnsafePathError } from './paths.js';
 import { excludeFilter, scanFolder, TempPrefix } from './scanner.js';
 import { DefaultRescanMs } from './source.js';
 import type { VersionsArea } from './versions.js';
 import { MaxFilesPerFetch } from '../../link/messages.js';
+
+/** How much file content one continuous audit re-reads and re-hashes (the scrub goes round the copy slice by slice). @default 64 MiB */
+const ScrubSliceBytes = Number(process.env.UNDERSTUDY_SCRUB_SLICE_BYTES) > 0 ? Number(process.env.UNDERSTUDY_SCRUB_SLICE_BYTES) : 64 * 1024 * 1024;
+
+type DigestReply = { seq: number; root: string; buckets: string[] | null };
+type EntriesReply = { seq: number; entries: FolderEntry[] };
 
 /** Block size for deltas: small enough that a 4 KiB edit costs little. */
 export const BlockSize = 16 * 1024;
@@ -41,7 +49,13 @@ export class FolderReplica {
   private error: string | null = null;
   private readonly isRoot = process.getuid?.() === 0;
   private verifyTimer: NodeJS.Timeout | null = null;
-  private verifying = false;
+  private auditing = false;
+  private latestAudit: LastAudit | null = null;
+  private auditQueue: Promise<unknown> = Promise.resolve();
+  /** Where the continuous scrub goes on from: the last path of its previous slice. */
+  private scrubCursor = '';
+  /** Audit requests to the primary awaiting their answers, by request id. */
+  private readonly answers = new Map<number, { parts: FolderEntry[]; resolve: (value: unknown) => void }>();
   /** Counts applied batches, so a verification can tell whether the copy changed under it. */
   private appliedBatches = 0;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -86,58 +100,201 @@ export class FolderReplica {
     this.linkChanged(false);
   }
 
-  /**
-   * The copy is read-only by policy while this node is the backup: anything changed here by
-   * hand is moved aside into the versions area (never deleted) and the primary's version is
-   * put back. Runs when nothing else is being applied.
-   */
+  /** The continuous audit (every rescanMs): the index and the files' metadata, and a slice of the content scrub. */
   async verify(): Promise<void> {
-    if (this.running || this.queue.length > 0 || !this.connected || this.verifying) return;
-    // The scan of a large copy takes a while: it runs without holding up changes from the
-    // primary, and its findings are dropped if any change was applied meanwhile.
-    this.verifying = true;
-    const applies = this.appliedBatches;
-    let result;
-    let index;
+    if (this.running || this.queue.length > 0 || !this.connected || this.auditing) return;
+    await this.audit({ scrub: 'slice' });
+  }
+
+  lastAudit(): LastAudit | null {
+    return this.latestAudit;
+  }
+
+  /**
+   * Audits the copy against the primary (see folder/audit.md in the docs): the index's Merkle
+   * root against the primary's at the same position (on a mismatch, only the differing buckets'
+   * entries travel), then every file on disk against the index (type, size, mode, mtime), and
+   * with `scrub` every file's content re-hashed ('slice': the next ScrubSliceBytes of it).
+   * Whatever differs is put back to the primary's version: only differing blocks are fetched,
+   * and a local version that differs is kept in the versions area first. Never throws.
+   */
+  audit(options: { scrub: boolean | 'slice' }): Promise<AuditOutcome> {
+    // One audit at a time: one asked for while another runs waits for it, then looks again.
+    const next = this.auditQueue.then(() => this.auditNow(options));
+    this.auditQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async auditNow(options: { scrub: boolean | 'slice' }): Promise<AuditOutcome> {
+    const started = performance.now();
+    const scope = `index+metadata${options.scrub === true ? '+content' : options.scrub === 'slice' ? '+content slice' : ''}`;
+    const outcome = (result: LastAudit['result'], differences: number, repaired: number, detail: string | null): AuditOutcome => {
+      const audit: AuditOutcome = { id: this.id, kind: 'folder', at: new Date().toISOString(), result, differences, repaired, scope, ms: Math.round(performance.now() - started), detail };
+      this.latestAudit = { at: audit.at, result, differences, repaired, scope, ms: audit.ms, detail };
+      this.peer.send({ t: 'audit.report', epoch: this.peer.epoch(), objectId: this.id, audit: this.latestAudit });
+      if (differences > 0) {
+        const what = `${differences} difference(s) in the copy ${this.object.target}${detail ? ` (${detail})` : ''}`;
+        if (result === 'repaired') this.report.event('audit.repaired', `${what}: put back to the primary's version; local versions kept in the versions area`, { object: this.id, differences, repaired, scope });
+        else this.report.event('audit.failed', `${what}: ${repaired} repaired, the rest could not be`, { object: this.id, differences, repaired, scope });
+      }
+      return audit;
+    };
+    if (this.auditing) return outcome('failed', 0, 0, 'another audit of this object is running');
+    this.auditing = true;
     try {
-      index = this.store.entries(this.id);
-      result = await scanFolder(this.object.target, index, excludeFilter([]), null, { asCopy: true });
+      if (!(await this.waitIdle(30_000))) return outcome('failed', 0, 0, this.connected ? 'the copy stayed busy applying changes for 30 s' : 'the primary is not connected');
+      const fromIndex = await this.auditIndex();
+      if (typeof fromIndex === 'string') return outcome('failed', 0, 0, fromIndex);
+      const fromDisk = await this.auditDisk(options.scrub);
+      const differences = fromIndex.differences + fromDisk.differences;
+      const repaired = fromIndex.repaired + fromDisk.repaired;
+      const paths = [...fromIndex.paths, ...fromDisk.paths];
+      const detail = paths.length > 0 ? `${paths.slice(0, 10).join(', ')}${paths.length > 10 ? ', ...' : ''}` : null;
+      return outcome(differences === 0 ? 'clean' : repaired >= differences ? 'repaired' : 'failed', differences, repaired, detail);
     } catch (error) {
-      this.report.log.warn({ object: this.id, err: error }, 'verifying the copy failed');
-      this.verifying = false;
-      return;
+      this.report.log.warn({ object: this.id, err: error }, 'audit failed');
+      return outcome('failed', 0, 0, (error as Error).message);
+    } finally {
+      this.auditing = false;
     }
-    this.verifying = false;
-    if (result.changes.length === 0 || this.running || this.queue.length > 0 || applies !== this.appliedBatches) return;
+  }
+
+  /** Waits until no change is being applied (and the link is up); false after timeoutMs. */
+  private async waitIdle(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.running || this.queue.length > 0 || !this.connected) {
+      if (performance.now() > deadline) return false;
+      await sleep(20);
+    }
+    return true;
+  }
+
+  /** The index against the primary's, by Merkle digest, at the same position; repairs what differs. */
+  private async auditIndex(): Promise<{ differences: number; repaired: number; paths: string[] } | string> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      if (attempt > 0 && !(await this.waitIdle(10_000))) return 'the copy stayed busy applying changes';
+      const theirs = await this.ask<DigestReply>((reqId) => ({ t: 'audit.digest-request', epoch: this.peer.epoch(), objectId: this.id, reqId, buckets: false }));
+      if (!theirs) return 'the primary did not answer the audit';
+      // Comparable only at the same position: otherwise the backup is still applying (or the primary capturing).
+      if (theirs.seq !== this.object.lastSeq || this.running || this.queue.length > 0) {
+        await sleep(100 * (attempt + 1));
+        continue;
+      }
+      const mine = digestIndex(this.store.entries(this.id).values());
+      if (mine.root === theirs.root) return { differences: 0, repaired: 0, paths: [] };
+      const withBuckets = await this.ask<DigestReply>((reqId) => ({ t: 'audit.digest-request', epoch: this.peer.epoch(), objectId: this.id, reqId, buckets: true }));
+      if (!withBuckets?.buckets || withBuckets.seq !== this.object.lastSeq) continue;
+      const differing = mine.buckets.flatMap((hash, bucket) => (hash === withBuckets.buckets![bucket] ? [] : [bucket]));
+      const listed = await this.ask<EntriesReply>((reqId) => ({ t: 'audit.entries-request', epoch: this.peer.epoch(), objectId: this.id, reqId, buckets: differing }), 60_000);
+      if (!listed) return 'the primary did not send the entries to compare';
+      if (listed.seq !== this.object.lastSeq || this.running || this.queue.length > 0) continue;
+      const wanted = new Set(differing);
+      const local = new Map(liveEntries(this.store.entries(this.id).values()).filter((e) => wanted.has(bucketOf(e.path))).map((e) => [e.path, e]));
+      const primary = new Map(listed.entries.map((e) => [e.path, e]));
+      const repairs: FolderEntry[] = [];
+      for (const entry of primary.values()) {
+        const have = local.get(entry.path);
+        if (!have || !sameEntry(have, entry)) repairs.push({ ...entry, renamedFrom: null });
+      }
+      // In our index and not in the primary's: it goes (into the versions area).
+      for (const entry of local.values()) if (!primary.has(entry.path)) repairs.push({ ...entry, deleted: true, renamedFrom: null });
+      const repaired = await this.applyRepairs(repairs);
+      return { differences: repairs.length, repaired, paths: repairs.map((r) => r.path) };
+    }
+    return 'the primary kept changing: no quiet moment to compare the index';
+  }
+
+  /** The files on disk against the index (and, with scrub, their content); repairs what differs. */
+  private async auditDisk(scrub: boolean | 'slice'): Promise<{ differences: number; repaired: number; paths: string[] }> {
+    const index = this.store.entries(this.id);
+    const scan = await scanFolder(this.object.target, index, excludeFilter([]), null, { asCopy: true });
+    const changed = new Map(scan.changes.map((change) => [change.path, change]));
+    if (scrub) {
+      for (const entry of this.scrubSelection(index, scrub === 'slice')) {
+        if (changed.has(entry.path)) continue;
+        let hash: string | null = null;
+        try {
+          hash = (await this.hasher.hash(resolveInside(this.object.target, entry.path), BlockSize)).fileHash;
+        } catch {
+          hash = null; // gone or unreadable: the metadata scan tells which
+        }
+        if (hash !== null && hash !== entry.hash) changed.set(entry.path, { path: entry.path, deleted: false, type: 'file' } as (typeof scan.changes)[number]);
+      }
+    }
+    if (changed.size === 0) return { differences: 0, repaired: 0, paths: [] };
+    if (!(await this.waitIdle(30_000))) return { differences: changed.size, repaired: 0, paths: [...changed.keys()] };
+    const repairs: FolderEntry[] = [];
+    let movedAside = 0;
+    for (const change of changed.values()) {
+      const known = index.get(change.path);
+      if (known && !known.deleted) {
+        repairs.push({ ...known, renamedFrom: null });
+        continue;
+      }
+      // Only on the backup: not part of the copy. Kept in the versions area, never deleted.
+      const abs = resolveInside(this.object.target, change.path);
+      if (!change.deleted && lstatOrNull(abs)) {
+        await this.versions.moveAside(abs, change.path);
+        movedAside += 1;
+      }
+    }
+    const repaired = await this.applyRepairs(repairs);
+    return { differences: changed.size, repaired: repaired + movedAside, paths: [...changed.keys()] };
+  }
+
+  /** The files a scrub re-reads: all of them, or the next slice after the last one scrubbed. */
+  private scrubSelection(index: Map<string, FolderEntry>, slice: boolean): FolderEntry[] {
+    const files = [...index.values()].filter((e) => !e.deleted && e.type === 'file' && e.hash !== null).sort((a, b) => (a.path < b.path ? -1 : 1));
+    if (!slice) return files;
+    const start = files.findIndex((e) => e.path > this.scrubCursor);
+    const ordered = start <= 0 ? files : [...files.slice(start), ...files.slice(0, start)];
+    const chosen: FolderEntry[] = [];
+    let bytes = 0;
+    for (const entry of ordered) {
+      if (chosen.length > 0 && bytes + entry.size > ScrubSliceBytes) break;
+      chosen.push(entry);
+      bytes += entry.size;
+    }
+    this.scrubCursor = chosen.length === files.length ? '' : (chosen.at(-1)?.path ?? '');
+    return chosen;
+  }
+
+  /** Applies the primary's versions of these entries (directories first), as one batch; returns how many went in. */
+  private async applyRepairs(repairs: FolderEntry[]): Promise<number> {
+    if (repairs.length === 0) return 0;
+    repairs.sort((a, b) => (a.type === 'dir' && !a.deleted ? 0 : 1) - (b.type === 'dir' && !b.deleted ? 0 : 1) || (a.path < b.path ? -1 : 1));
     this.running = true;
     const generation = this.generation;
     try {
-      const repairs: FolderEntry[] = [];
-      const movedAside: string[] = [];
-      for (const change of result.changes) {
-        const abs = resolveInside(this.object.target, change.path);
-        const known = index.get(change.path);
-        const onlyDirMode = known?.type === 'dir' && change.type === 'dir' && !change.deleted;
-        if (!change.deleted && !onlyDirMode && lstatOrNull(abs)) {
-          await this.versions.moveAside(abs, change.path);
-          movedAside.push(change.path);
-        }
-        if (known) repairs.push({ ...known, renamedFrom: null });
-      }
-      repairs.sort((a, b) => (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || (a.path < b.path ? -1 : 1));
       const applied = await this.applyBatch(repairs, generation);
       if (generation === this.generation) this.store.recordApplied(this.id, applied, this.object.lastSeq);
-      this.report.event(
-        'folder.repaired',
-        `${result.changes.length} path(s) in ${this.object.target} were changed on the backup and put back to the primary's version; local versions were moved to the versions area`,
-        { object: this.id, paths: result.changes.slice(0, 20).map((c) => c.path), movedAside: movedAside.length },
-      );
-    } catch (error) {
-      this.report.log.warn({ object: this.id, err: error }, 'verifying the copy failed');
+      this.appliedBatches += 1;
+      return applied.length;
     } finally {
       this.running = false;
       if (this.queue.length > 0) void this.run();
     }
+  }
+
+  /** Sends a request stamped with a fresh id and waits for its answer (null after timeoutMs or when the link drops). */
+  private ask<T>(build: (reqId: number) => ReplicationMessage, timeoutMs = 10_000): Promise<T | null> {
+    const reqId = nextReqId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.answers.delete(reqId);
+        resolve(null);
+      }, timeoutMs);
+      this.answers.set(reqId, { parts: [], resolve: (value) => {
+        clearTimeout(timer);
+        this.answers.delete(reqId);
+        resolve(value as T);
+      } });
+      if (!this.peer.send(build(reqId))) {
+        clearTimeout(timer);
+        this.answers.delete(reqId);
+        resolve(null);
+      }
+    });
   }
 
   /** The primary announced this object on a (new) connection: ask for what we lack. */
@@ -189,6 +346,16 @@ export class FolderReplica {
       case 'folder.progress':
         this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
         return;
+      case 'audit.digest':
+        this.answers.get(message.reqId)?.resolve({ seq: message.seq, root: message.root, buckets: message.buckets } satisfies DigestReply);
+        return;
+      case 'audit.entries': {
+        const waiting = this.answers.get(message.reqId);
+        if (!waiting) return;
+        waiting.parts.push(...message.entries);
+        if (message.last) waiting.resolve({ seq: message.seq, entries: waiting.parts } satisfies EntriesReply);
+        return;
+      }
       default:
         return;
     }
@@ -207,6 +374,7 @@ export class FolderReplica {
       error: this.error,
       progress: null,
       skipped: 0,
+      lastAudit: this.latestAudit,
     };
   }
 

@@ -17,6 +17,7 @@ import { excludeFilter, scanFolder, TempPrefix, type PathFilter } from './scanne
 import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
 import { MaxEntriesPerMessage } from '../../link/messages.js';
 import { DirectoryWatchers } from './dir-watcher.js';
+import { answerDigest, answerEntries } from './audit-answers.js';
 
 /** How long a burst of watcher events may settle before the paths are scanned. @default 20 ms */
 export const DefaultSettleMs = 20;
@@ -123,6 +124,12 @@ export class FolderSource {
 
   onMessage(message: ReplicationMessage, body: Buffer): void {
     switch (message.t) {
+      case 'audit.digest-request':
+        answerDigest(this.store, this.peer, message);
+        return;
+      case 'audit.entries-request':
+        answerEntries(this.store, this.peer, message);
+        return;
       case 'folder.want':
         // The backup's want says what it holds; below what it had acknowledged it started over
         // (a deposed primary, after its divergence): until it acknowledges again, it is behind.

@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ObjectRecord, ObjectStore } from '../object-store.js';
+import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
 import type { VersionsArea } from '../folder/versions.js';
 import { decodePages, lockBytePage } from './page-codec.js';
@@ -47,6 +48,11 @@ export class SqliteReplica {
    */
   private request = 0;
   private awaitingResync = true;
+  private latestAudit: LastAudit | null = null;
+  private auditQueue: Promise<unknown> = Promise.resolve();
+  /** An audit waiting for the resync that answers its page hashes (request: the hashes it follows). */
+  private auditWait: { request: number; resolve: (answer: { pages: number; matched: boolean } | null) => void } | null = null;
+  private auditTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private object: ObjectRecord,
@@ -54,6 +60,8 @@ export class SqliteReplica {
     private readonly peer: PeerChannel,
     private readonly report: ObjectReporter,
     private readonly versions: VersionsArea,
+    /** How often the continuous audit compares every page with the primary. @default 60 s */
+    private readonly auditEveryMs = 60_000,
   ) {}
 
   get id(): string {
@@ -63,6 +71,9 @@ export class SqliteReplica {
   /** Prepares the copy: a file at DEST that is not ours (a new object) is moved to the versions area first. */
   async start(): Promise<void> {
     mkdirSync(dirname(this.object.target), { recursive: true });
+    this.auditTimer = setInterval(() => {
+      if (this.connected && !this.awaitingResync && !this.incoming && !this.auditWait && !this.error) void this.audit();
+    }, this.auditEveryMs);
     if (this.object.lastSeq === 0) {
       for (const suffix of ['', '-wal', '-shm', '-journal']) {
         const path = `${this.object.target}${suffix}`;
@@ -75,6 +86,8 @@ export class SqliteReplica {
   }
 
   async stop(): Promise<void> {
+    if (this.auditTimer) clearInterval(this.auditTimer);
+    this.auditWait?.resolve(null);
     this.linkChanged(false);
     this.store.setLastSeq(this.id, this.object.lastSeq);
     this.close();
@@ -125,7 +138,58 @@ export class SqliteReplica {
       skipped: 0,
       txid: this.object.lastSeq,
       capture: this.capture,
+      lastAudit: this.latestAudit,
     };
+  }
+
+  lastAudit(): LastAudit | null {
+    return this.latestAudit;
+  }
+
+  /**
+   * Audits the copy: every page of it as it is on disk is hashed and compared with the
+   * primary's, which sends the pages that differ (that is the repair: the copy's previous
+   * state is the pages overwritten, in one transaction like any other). Never throws.
+   */
+  audit(): Promise<AuditOutcome> {
+    // One audit at a time: one asked for while another runs waits for it, then looks again.
+    const next = this.auditQueue.then(() => this.auditNow());
+    this.auditQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async auditNow(): Promise<AuditOutcome> {
+    const started = performance.now();
+    const finish = (result: LastAudit['result'], differences: number, detail: string | null): AuditOutcome => {
+      const audit: AuditOutcome = { id: this.id, kind: 'sqlite', at: new Date().toISOString(), result, differences, repaired: result === 'failed' ? 0 : differences, scope: 'pages', ms: Math.round(performance.now() - started), detail };
+      this.latestAudit = { at: audit.at, result, differences, repaired: audit.repaired, scope: audit.scope, ms: audit.ms, detail };
+      this.peer.send({ t: 'audit.report', epoch: this.peer.epoch(), objectId: this.id, audit: this.latestAudit });
+      if (result === 'repaired') this.report.event('audit.repaired', `${differences} page(s) of the copy ${this.object.target} differed from the primary's and were rewritten from it`, { object: this.id, differences, repaired: differences, scope: 'pages' });
+      else if (result === 'failed' && differences > 0) this.report.event('audit.failed', `the copy ${this.object.target} differed from the primary's (${differences} pages) and could not be repaired: ${detail}`, { object: this.id, differences, scope: 'pages' });
+      return audit;
+    };
+    if (!this.connected) return finish('failed', 0, 'the primary is not connected');
+    if (this.auditWait) return finish('failed', 0, 'another audit of this database is running');
+    const answer = await new Promise<{ pages: number; matched: boolean } | null>((resolve) => {
+      const timer = setTimeout(() => done(null), 120_000);
+      const done = (value: { pages: number; matched: boolean } | null) => {
+        clearTimeout(timer);
+        this.auditWait = null;
+        resolve(value);
+      };
+      this.auditWait = { request: 0, resolve: done };
+      this.sendHashes(true);
+    });
+    if (!answer) return finish('failed', 0, this.error ?? 'the primary did not answer with the pages that differ');
+    if (!answer.matched) return finish('failed', answer.pages, 'after the repair the copy still did not match the primary (a resync follows)');
+    return finish(answer.pages === 0 ? 'clean' : 'repaired', answer.pages, null);
+  }
+
+  private async keepDamagedCopy(): Promise<void> {
+    for (const suffix of ['', '-wal']) {
+      const path = `${this.object.target}${suffix}`;
+      if (existsSync(path)) await this.versions.keepCopy(path, `database${suffix}`);
+    }
   }
 
   // --- the copy ----------------------------------------------------------------------------
@@ -160,12 +224,12 @@ export class SqliteReplica {
   }
 
   /** Hashes every page of the copy (as it is on disk now) and sends them to the primary; transactions wait meanwhile. */
-  private sendHashes(): void {
+  private sendHashes(forAudit = false): void {
     this.awaitingResync = true;
-    this.applying = this.applying.then(() => this.hashAndSend());
+    this.applying = this.applying.then(() => this.hashAndSend(forAudit));
   }
 
-  private async hashAndSend(): Promise<void> {
+  private async hashAndSend(forAudit: boolean): Promise<void> {
     if (!this.connected) return;
     try {
       const db = this.open();
@@ -187,11 +251,13 @@ export class SqliteReplica {
     if (!this.connected) return;
     this.request += 1;
     this.awaitingResync = true;
+    // Only the answer to our latest hashes is applied: a pending audit waits for that one.
+    if (this.auditWait) this.auditWait.request = this.request;
     const all = this.hashes.toBuffer();
     const parts = Math.max(1, Math.ceil(all.length / (HashesPerPart * PageHashBytes)));
     for (let part = 0; part < parts; part++) {
       const body = all.subarray(part * HashesPerPart * PageHashBytes, (part + 1) * HashesPerPart * PageHashBytes);
-      this.peer.send({ t: 'sqlite.hashes', epoch: this.peer.epoch(), objectId: this.id, txid: this.object.lastSeq, request: this.request, part, last: part === parts - 1 }, body);
+      this.peer.send({ t: 'sqlite.hashes', epoch: this.peer.epoch(), objectId: this.id, txid: this.object.lastSeq, request: this.request, part, last: part === parts - 1, ...(forAudit ? { audit: true } : {}) }, body);
     }
   }
 
@@ -203,6 +269,8 @@ export class SqliteReplica {
     }
     if (this.awaitingResync) return;
     try {
+      // An audit's repair: the copy as it was goes to the versions area before any page of it is rewritten.
+      if (message.part === 0 && message.snapshot && body.length > 0 && this.auditWait?.request === message.basis) await this.keepDamagedCopy();
       if (message.part === 0 && !(await this.begin(message))) return;
       else if (!this.incoming || this.incoming.txid !== message.txid || this.incoming.part + 1 !== message.part) {
         throw new Error(`part ${message.part} of transaction ${message.txid} arrived out of order`);
@@ -284,6 +352,7 @@ export class SqliteReplica {
       this.store.setLastSeq(this.id, message.txid);
     }
     const matched = message.checksum === this.hashes.checksum();
+    if (message.snapshot && this.auditWait && message.basis === this.auditWait.request) this.auditWait.resolve({ pages: incoming.written.length, matched });
     this.peer.send({ t: 'sqlite.ack', epoch: this.peer.epoch(), objectId: this.id, txid: message.txid, matched });
     if (this.error) {
       this.error = null;

@@ -26,6 +26,8 @@ export const DefaultPollMs = 2;
  * be checkpointed and reset, then resync: a resync reads the whole database, so it is spread
  * over at least a quarter of its size in WAL.
  */
+/** The reason given for a resync that answers an audit's page hashes. */
+const AuditReason = 'an audit compared every page';
 const CheckpointWalBytes = Number(process.env.UNDERSTUDY_WAL_RESET_BYTES) || 64 * 1024 * 1024;
 const CheckpointWalShare = 0.25;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
@@ -143,7 +145,7 @@ export class SqliteSource {
         this.txid = Math.max(this.txid, message.txid);
         this.ackedTxid = Math.max(this.ackedTxid, message.txid);
         this.unacked.clear();
-        this.requestSync('the backup connected', { baseline, request: message.request });
+        this.requestSync(message.audit ? AuditReason : 'the backup connected', { baseline, request: message.request });
         return;
       }
       case 'sqlite.ack':
@@ -364,7 +366,8 @@ export class SqliteSource {
     this.shipped = state;
     this.store.setLastSeq(this.id, txid);
     this.report.log.info({ object: this.id, txid, pages: pageCount, differing, reason, ms: Date.now() - startedAt }, 'database resync sent');
-    if (reason !== 'the backup connected') {
+    // A connection's or an audit's comparison is routine (an audit reports on the backup what it found).
+    if (reason !== 'the backup connected' && reason !== AuditReason) {
       this.report.event('sqlite.resync', `${this.object.source}: ${reason}; compared every page and sent the ${differing} that differed`, { object: this.id, pages: differing });
     }
     if (this.capture === 'snapshot') this.releaseGuard();
