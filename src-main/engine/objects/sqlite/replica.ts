@@ -147,9 +147,12 @@ export class SqliteReplica {
   }
 
   /**
-   * Audits the copy: every page of it as it is on disk is hashed and compared with the
-   * primary's, which sends the pages that differ (that is the repair: the copy's previous
-   * state is the pages overwritten, in one transaction like any other). Never throws.
+   * Audits the copy: every page of it as it is on disk is hashed and compared, at the last
+   * transaction applied, with the page hashes that transaction left — the state whose checksum
+   * matched the primary's. Nothing travels while they agree; transactions arriving meanwhile
+   * wait (they are not dropped). When pages differ, the copy's hashes go to the primary, which
+   * sends the pages that differ (the repair: the copy as it was goes to the versions area
+   * first). Never throws.
    */
   audit(): Promise<AuditOutcome> {
     // One audit at a time: one asked for while another runs waits for it, then looks again.
@@ -160,16 +163,26 @@ export class SqliteReplica {
 
   private async auditNow(): Promise<AuditOutcome> {
     const started = performance.now();
-    const finish = (result: LastAudit['result'], differences: number, detail: string | null): AuditOutcome => {
-      const audit: AuditOutcome = { id: this.id, kind: 'sqlite', at: new Date().toISOString(), result, differences, repaired: result === 'failed' ? 0 : differences, scope: 'pages', ms: Math.round(performance.now() - started), detail };
-      this.latestAudit = { at: audit.at, result, differences, repaired: audit.repaired, scope: audit.scope, ms: audit.ms, detail };
+    const finish = (result: LastAudit['result'], differences: number, repaired: number, detail: string | null): AuditOutcome => {
+      const audit: AuditOutcome = { id: this.id, kind: 'sqlite', at: new Date().toISOString(), result, differences, repaired, scope: 'pages', ms: Math.round(performance.now() - started), detail };
+      this.latestAudit = { at: audit.at, result, differences, repaired, scope: audit.scope, ms: audit.ms, detail };
       this.peer.send({ t: 'audit.report', epoch: this.peer.epoch(), objectId: this.id, audit: this.latestAudit });
-      if (result === 'repaired') this.report.event('audit.repaired', `${differences} page(s) of the copy ${this.object.target} differed from the primary's and were rewritten from it`, { object: this.id, differences, repaired: differences, scope: 'pages' });
+      if (result === 'repaired') this.report.event('audit.repaired', `${differences} page(s) of the copy ${this.object.target} differed from the primary's and were rewritten from it (${repaired} pages sent)`, { object: this.id, differences, repaired, scope: 'pages' });
       else if (result === 'failed' && differences > 0) this.report.event('audit.failed', `the copy ${this.object.target} differed from the primary's (${differences} pages) and could not be repaired: ${detail}`, { object: this.id, differences, scope: 'pages' });
       return audit;
     };
-    if (!this.connected) return finish('failed', 0, 'the primary is not connected');
-    if (this.auditWait) return finish('failed', 0, 'another audit of this database is running');
+    // Right after connecting, the copy is being compared with the primary anyway: wait for that.
+    const deadline = performance.now() + 30_000;
+    while (this.connected && (this.awaitingResync || this.incoming) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    if (!this.connected) return finish('failed', 0, 0, 'the primary is not connected');
+    if (this.awaitingResync || this.error) return finish('failed', 0, 0, this.error ?? 'the copy is still being compared with the primary');
+    let differing: number;
+    try {
+      differing = await this.compareWithApplied();
+    } catch (error) {
+      return finish('failed', 0, 0, `cannot read the copy: ${(error as Error).message}`);
+    }
+    if (differing === 0) return finish('clean', 0, 0, null);
     const answer = await new Promise<{ pages: number; matched: boolean } | null>((resolve) => {
       const timer = setTimeout(() => done(null), 120_000);
       const done = (value: { pages: number; matched: boolean } | null) => {
@@ -180,9 +193,51 @@ export class SqliteReplica {
       this.auditWait = { request: 0, resolve: done };
       this.sendHashes(true);
     });
-    if (!answer) return finish('failed', 0, this.error ?? 'the primary did not answer with the pages that differ');
-    if (!answer.matched) return finish('failed', answer.pages, 'after the repair the copy still did not match the primary (a resync follows)');
-    return finish(answer.pages === 0 ? 'clean' : 'repaired', answer.pages, null);
+    if (!answer) return finish('failed', differing, 0, this.error ?? 'the primary did not answer with the pages that differ');
+    if (!answer.matched) return finish('failed', differing, answer.pages, 'after the repair the copy still did not match the primary (a resync follows)');
+    return finish('repaired', differing, answer.pages, null);
+  }
+
+  /**
+   * How many pages of the copy on disk differ from the hashes of the transactions applied
+   * (missing or extra pages included). Read in steps, each between two transactions (in the
+   * apply queue), so a large copy never holds replication up for long and each step compares
+   * the disk with exactly the state the transactions so far left.
+   */
+  private async compareWithApplied(): Promise<number> {
+    let differing = 0;
+    for (let first = 1; ; first += HashStepPages) {
+      const step = await this.betweenTransactions(() => {
+        const db = this.open();
+        // Pages cached from an earlier read would hide what changed on disk since: read the file itself.
+        db.pragma('shrink_memory');
+        const pages = Number(db.pragma('replica.page_count', { simple: true }));
+        let found = 0;
+        const rows = db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica') WHERE pgno BETWEEN ? AND ?").iterate(first, first + HashStepPages - 1) as Iterable<{ pgno: number; data: Buffer }>;
+        for (const row of rows) {
+          const expected = this.hashes.get(row.pgno);
+          if (row.pgno <= this.hashes.pages && (!expected || !expected.equals(hashPage(row.pgno, row.data)))) found += 1;
+        }
+        // The last step also counts pages the copy lacks (truncated) or has beyond the primary's.
+        const done = first + HashStepPages > Math.max(pages, this.hashes.pages);
+        return { found: found + (done ? Math.abs(this.hashes.pages - pages) : 0), done };
+      });
+      differing += step.found;
+      if (step.done) return differing;
+    }
+  }
+
+  /** Runs work in the apply queue: after the transaction being applied, before the next. */
+  private betweenTransactions<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.applying = this.applying.then(() => {
+        try {
+          resolve(work());
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
   }
 
   private async keepDamagedCopy(): Promise<void> {
@@ -233,6 +288,7 @@ export class SqliteReplica {
     if (!this.connected) return;
     try {
       const db = this.open();
+      db.pragma('shrink_memory');
       const hashes = new PageHashes();
       const pages = Number(db.pragma('replica.page_count', { simple: true }));
       const read = db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica') WHERE pgno BETWEEN ? AND ?");
