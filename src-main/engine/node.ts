@@ -623,6 +623,12 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       await this.runHook('start');
       throw this.refuse(`the backup did not catch up within 5 s: ${behind.join('; ')}`, 'try again once changes slow down');
     }
+    // The backup holds the last change: its indexes must say so too (Merkle roots at the drain point).
+    const mismatched = await this.objects!.compareAtDrainPoint(3000);
+    if (mismatched.length > 0) {
+      await this.runHook('start');
+      throw this.refuse(`the backup's copy does not match at the drain point: ${mismatched.join('; ')}`, 'audit it, then switch over');
+    }
     const drainedMs = Math.round(performance.now() - started);
     const newEpoch = this.epoch + 1;
     await this.changeRole('backup', newEpoch, peer.id, `switchover to '${peer.name}'`, { stopHookRan: true });

@@ -135,4 +135,20 @@ describe('switchover', { concurrency: false }, () => {
     for (const x of a) for (const y of b) assert.ok(x.to <= y.from || y.to <= x.from, `alpha primary ${JSON.stringify(x)} overlaps beta ${JSON.stringify(y)}`);
     assert.ok(primary.events.some((e) => e.type === 'switchover.done'));
   });
+
+  test("refused when the backup's index does not match at the drain point; an audit sets it right", async () => {
+    // As a bug or a restored store would leave it: the backup's index has a size wrong.
+    const folder = (await primary.status()).objects.find((o) => o.kind === 'folder')!;
+    const store = new Database(join(backup.home, 'understudy.db'));
+    store.pragma('busy_timeout = 5000');
+    store.prepare('UPDATE folder_entries SET size = size + 1 WHERE object_id = ? AND path = ?').run(folder.id, 'doc-4.txt');
+    store.close();
+    assertRefused(await primary.cli('switchover'), { exit: 1, says: /switchover refused: the backup's copy does not match at the drain point: f-[0-9a-f]+: the backup's index differs/, todo: /audit it, then switch over/ });
+    assert.deepEqual([(await primary.status()).node.role, (await backup.status()).node.role], ['primary', 'backup'], 'nothing changed');
+    const audited = await primary.cli('audit', folder.id, '--json');
+    assert.equal(audited.code, 0, audited.stderr);
+    assert.equal(JSON.parse(audited.stdout).objects[0].result, 'repaired');
+    const switched = await primary.cli('switchover');
+    assert.equal(switched.code, 0, switched.stderr);
+  });
 });

@@ -267,6 +267,10 @@ export const LinkMessageSchema = v.variant('t', [
     entries: v.pipe(v.array(FolderEntrySchema), v.maxLength(MaxEntriesPerMessage)),
     last: v.boolean(),
   }),
+  // primary -> backup, at a switchover's drain point: the Merkle root of your index of this folder
+  v.object({ t: v.literal('audit.root-request'), epoch: EpochSchema, objectId: ObjectIdSchema, reqId: ReqIdSchema }),
+  // backup -> primary: that root, at the position applied
+  v.object({ t: v.literal('audit.root'), epoch: EpochSchema, objectId: ObjectIdSchema, reqId: ReqIdSchema, seq: v.pipe(IntSchema, v.minValue(0)), root: DigestSchema }),
   // primary -> backup: the admin ran `audit` on the primary: audit the copy of one object (or all)
   v.object({ t: v.literal('audit.run'), epoch: EpochSchema, reqId: ReqIdSchema, objectId: v.nullable(ObjectIdSchema), scrub: v.boolean() }),
   // backup -> primary: what those audits found and did

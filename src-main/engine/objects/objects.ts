@@ -18,6 +18,7 @@ import { archiveDivergence, type ArchivedObject } from './divergence.js';
 import { newObject, ObjectStore, type ObjectKind, type ObjectRecord } from './object-store.js';
 import { SqliteReplica } from './sqlite/replica.js';
 import { SqliteSource } from './sqlite/source.js';
+import { digestIndex } from './folder/index-digest.js';
 import type Database from 'better-sqlite3';
 
 /** What the node needs of any protected object, on either side. */
@@ -64,6 +65,7 @@ export class ProtectedObjects {
   /** On the primary: audits the admin started here, run on the backup, by request id. */
   private readonly auditRequests = new Map<number, (result: { outcomes: AuditOutcome[]; error: string | null }) => void>();
   private nextAuditRequest = 1;
+  private readonly rootAnswers = new Map<number, (value: { seq: number; root: string }) => void>();
 
   constructor(private readonly options: ObjectsOptions) {
     this.store = new ObjectStore(options.db);
@@ -191,6 +193,34 @@ export class ProtectedObjects {
     }
   }
 
+  /**
+   * At a switchover's drain point: each folder's index digest on the backup against ours, at
+   * the same position (a fast check in place of a full audit; databases were checked by the
+   * state checksum of every transaction). Resolves with what does not match (empty: all do).
+   */
+  async compareAtDrainPoint(timeoutMs: number): Promise<string[]> {
+    const folders = this.store.listObjects().filter((o) => o.side === 'source' && o.kind === 'folder');
+    const checks = folders.map(async (object) => {
+      const reqId = this.nextAuditRequest++;
+      const answer = new Promise<{ seq: number; root: string } | null>((resolve) => {
+        const timer = setTimeout(() => resolve(null), timeoutMs);
+        this.rootAnswers.set(reqId, (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        });
+      });
+      this.options.peer.send({ t: 'audit.root-request', epoch: this.options.peer.epoch(), objectId: object.id, reqId });
+      const ours = digestIndex(this.store.entries(object.id).values()).root;
+      const seq = this.store.getObject(object.id)?.lastSeq ?? 0;
+      const theirs = await answer;
+      this.rootAnswers.delete(reqId);
+      if (!theirs) return `${object.id}: the backup did not send its index digest`;
+      if (theirs.seq !== seq) return `${object.id}: the backup is at position ${theirs.seq}, the primary at ${seq}`;
+      return theirs.root === ours ? null : `${object.id}: the backup's index differs from the primary's (run 'understudy audit ${object.id}')`;
+    });
+    return (await Promise.all(checks)).filter((problem): problem is string => problem !== null);
+  }
+
   /** Keeps what this node's sources hold beyond the backup's acknowledgement (see divergence.ts). */
   async archiveDivergence(dir: string): Promise<ArchivedObject[]> {
     for (const source of this.sources.values()) await source.flush();
@@ -314,6 +344,10 @@ export class ProtectedObjects {
     if (message.t === 'audit.result') {
       this.auditRequests.get(message.reqId)?.({ outcomes: message.outcomes, error: message.error });
       this.auditRequests.delete(message.reqId);
+      return;
+    }
+    if (message.t === 'audit.root') {
+      this.rootAnswers.get(message.reqId)?.({ seq: message.seq, root: message.root });
       return;
     }
     if (message.t === 'audit.report') {

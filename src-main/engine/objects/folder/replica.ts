@@ -346,6 +346,9 @@ export class FolderReplica {
       case 'folder.progress':
         this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
         return;
+      case 'audit.root-request':
+        this.peer.send({ t: 'audit.root', epoch: this.peer.epoch(), objectId: this.id, reqId: message.reqId, seq: this.object.lastSeq, root: digestIndex(this.store.entries(this.id).values()).root });
+        return;
       case 'audit.digest':
         this.answers.get(message.reqId)?.resolve({ seq: message.seq, root: message.root, buckets: message.buckets } satisfies DigestReply);
         return;
