@@ -40,6 +40,7 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   events [--json] [--limit N]             the event log, oldest first
   switchover [--json]                     swap the roles (either node): drain, hand over, reverse
   switchover --dry-run [--json]           what would block a switchover now (exit 1 if anything does)
+  switchover --rehearse [--json]          on the backup: its check hook against a snapshot of its copies
   hooks set [--start CMD] [--stop CMD] [--check CMD] [--check-failures N] [--timeout MS]
                                           this node's application hooks ('' clears one)
   failover --force                        on the backup, when the primary is down for sure: take over
@@ -272,7 +273,16 @@ async function audit(argv: string[]): Promise<number> {
 }
 
 async function switchover(argv: string[]): Promise<number> {
-  const { values } = parse('switchover', argv, { 'dry-run': { type: 'boolean' } });
+  const { values } = parse('switchover', argv, { 'dry-run': { type: 'boolean' }, rehearse: { type: 'boolean' } });
+  if (values.rehearse) {
+    const result = await call(homeFrom(values), 'cluster:rehearse', {});
+    if (values.json) console.log(JSON.stringify(result));
+    else {
+      console.log(`Rehearsal on '${result.node}': the check hook ${result.ok ? 'passed' : 'FAILED'} against a snapshot of ${result.objects.length} object(s) (exit ${result.exitCode ?? 'none'}${result.timedOut ? ', timed out' : ''}, ${result.ms} ms).`);
+      if (result.output.trim()) console.log(result.output.trimEnd());
+    }
+    return result.ok ? 0 : 1;
+  }
   if (values['dry-run']) {
     const readiness = await call(homeFrom(values), 'cluster:readiness', {});
     if (values.json) console.log(JSON.stringify(readiness));

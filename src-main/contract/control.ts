@@ -145,6 +145,21 @@ export interface SwitchoverReadiness {
   checks: ReadinessCheck[];
 }
 
+/** A switchover rehearsal: the backup's check hook run against a snapshot of its copies. */
+export interface RehearsalResult {
+  /** The check hook passed against the snapshot. */
+  ok: boolean;
+  /** The node it ran on (the backup). */
+  node: string;
+  /** The snapshot's objects (removed once the hook is done). */
+  objects: { id: string; kind: 'folder' | 'sqlite'; path: string }[];
+  exitCode: number | null;
+  timedOut: boolean;
+  ms: number;
+  /** The last 2 KiB of the hook's output. */
+  output: string;
+}
+
 export interface AuditOutcome extends LastAudit {
   id: string;
   kind: 'folder' | 'sqlite';
@@ -261,6 +276,7 @@ export type EventType =
   | 'switchover.started'
   | 'switchover.done'
   | 'switchover.refused'
+  | 'switchover.rehearsed'
   | 'hook.ran'
   | 'hook.failed'
   | 'role.promoted'
@@ -324,6 +340,12 @@ export interface Commands {
    * when the peer is not reachable or not in sync.
    */
   'cluster:switchover': { params: Record<string, never>; result: { ms: number; role: NodeRole; epoch: number } };
+  /**
+   * On the backup: takes a snapshot of its copies and runs its check hook against it
+   * (UNDERSTUDY_REHEARSAL=1, UNDERSTUDY_SNAPSHOT=DIR, UNDERSTUDY_SNAPSHOT_OBJECTS=JSON), touching
+   * neither production nor the live copies. Refused when there is no check hook.
+   */
+  'cluster:rehearse': { params: Record<string, never>; result: RehearsalResult };
   /** What would block a switchover now (lag, last audits, peer and witness, maintenance, hooks); changes nothing. */
   'cluster:readiness': { params: Record<string, never>; result: SwitchoverReadiness };
   /** Sets this node's application hooks (an empty command clears one); returns them all. */

@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { join } from 'node:path';
-import type { ClusterConfigView, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import { rm } from 'node:fs/promises';
+import type { ClusterConfigView, RehearsalResult, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
 import { Version } from '../version.js';
 import { isoTime, systemClock, type Clock } from './clock.js';
 import { ControlServer } from './control/control-server.js';
@@ -337,6 +338,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       }
       case 'cluster:readiness':
         return this.readiness();
+      case 'cluster:rehearse':
+        return this.rehearse();
       case 'object:audit': {
         const { id, scrub } = params as { id?: string; scrub?: boolean };
         const outcomes = await this.objects!.audit(this.role, id, scrub ?? false);
@@ -599,6 +602,37 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       hooks: { stopHere: hooks.stop !== null, startHere: hooks.start !== null },
       nowMs: Date.now(),
     });
+  }
+
+  /** The backup's check hook against a snapshot of its copies: could the application start here? */
+  private async rehearse(): Promise<RehearsalResult> {
+    if (this.role !== 'backup') throw new UnderstudyError('usage', `this node is the ${this.role}: a rehearsal runs on the backup`, { hint: 'run switchover --rehearse on the backup' });
+    const hooks = this.hooks();
+    if (!hooks.check) throw new UnderstudyError('usage', 'this node has no check hook to rehearse with', { hint: "set one with 'understudy hooks set --check CMD' (it gets the snapshot in UNDERSTUDY_SNAPSHOT)" });
+    const dir = join(this.home, 'rehearsal', new Date().toISOString().replace(/[:.]/g, '-'));
+    try {
+      const objects = await this.objects!.snapshotCopies(dir);
+      const result = await runHook('check', hooks.check, hooks.timeoutMs, {
+        UNDERSTUDY_ROLE: this.role,
+        UNDERSTUDY_EPOCH: String(this.epoch),
+        UNDERSTUDY_HOME: this.home,
+        UNDERSTUDY_REHEARSAL: '1',
+        UNDERSTUDY_SNAPSHOT: dir,
+        UNDERSTUDY_SNAPSHOT_OBJECTS: JSON.stringify(objects),
+      });
+      const status = result.timedOut ? `timed out after ${hooks.timeoutMs} ms` : result.exitCode === null ? 'could not run' : `exit ${result.exitCode}`;
+      this.record(result.ok ? 'switchover.rehearsed' : 'hook.failed', `switchover rehearsal: the check hook ${result.ok ? 'passed' : 'failed'} against a snapshot of ${objects.length} object(s) (${status}, ${result.ms} ms)`, {
+        hook: 'check',
+        ok: result.ok,
+        exitCode: result.exitCode,
+        ms: result.ms,
+        output: result.output,
+      });
+      return { ok: result.ok, node: this.settings.name, objects, exitCode: result.exitCode, timedOut: result.timedOut, ms: result.ms, output: result.output };
+    } finally {
+      // The snapshot is ours (hard links and copies): the live copies are untouched by its removal.
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   private refuse(reason: string, hint: string): UnderstudyError {

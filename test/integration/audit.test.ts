@@ -172,6 +172,28 @@ describe('audit and self-repair', { concurrency: false }, () => {
     assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource));
   });
 
+  test("a rehearsal runs the backup's check hook against a snapshot of its copies, then removes the snapshot", async () => {
+    const check = `head -c 15 "$UNDERSTUDY_SNAPSHOT/${ids.db}.db" && echo && grep -c document "$UNDERSTUDY_SNAPSHOT/${ids.folder}/docs/doc-1.txt" && test "$UNDERSTUDY_REHEARSAL" = 1`;
+    assert.equal((await backup.cli('hooks', 'set', '--check', check)).code, 0);
+    const result = await backup.cli('switchover', '--rehearse', '--json');
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const rehearsal = JSON.parse(result.stdout) as { ok: boolean; output: string; objects: { id: string; path: string }[] };
+    assert.equal(rehearsal.ok, true);
+    assert.match(rehearsal.output, /^SQLite format 3\n2000\n$/);
+    assert.deepEqual(rehearsal.objects.map((o) => o.id).sort(), [ids.db, ids.folder].sort());
+    assert.deepEqual(readdirSync(join(backup.home, 'rehearsal')), [], 'the snapshot is gone');
+    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource), 'the live copy is untouched');
+    // A check that fails against the snapshot: exit 1, and the primary stays the primary.
+    assert.equal((await backup.cli('hooks', 'set', '--check', 'echo "app cannot start: no config" && exit 3')).code, 0);
+    const failed = await backup.cli('switchover', '--rehearse');
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /the check hook FAILED .*exit 3/);
+    assert.match(failed.stdout, /app cannot start: no config/);
+    assert.equal((await primary.status()).node.role, 'primary');
+    assert.equal((await primary.cli('switchover', '--rehearse')).code, 1, 'a rehearsal runs on the backup');
+    assert.equal((await backup.cli('hooks', 'set', '--check', '')).code, 0);
+  });
+
   test('audit --scrub on demand repairs and reports in JSON; exit 1 when the backup is away', async () => {
     // Damage and audit at once, before the continuous audit gets there.
     const file = join(target, 'docs', 'doc-11.txt');

@@ -25,6 +25,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'object:unprotect': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
   'cluster:switchover': Empty,
   'cluster:readiness': Empty,
+  'cluster:rehearse': Empty,
   'cluster:hooks-set': v.object({
     start: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),
     stop: v.optional(v.nullable(v.pipe(v.string(), v.maxLength(4096)))),

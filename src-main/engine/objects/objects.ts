@@ -19,6 +19,7 @@ import { newObject, ObjectStore, type ObjectKind, type ObjectRecord } from './ob
 import { SqliteReplica } from './sqlite/replica.js';
 import { SqliteSource } from './sqlite/source.js';
 import { digestIndex } from './folder/index-digest.js';
+import { snapshotCopies, type SnapshotObject } from './snapshot.js';
 import type Database from 'better-sqlite3';
 
 /** What the node needs of any protected object, on either side. */
@@ -219,6 +220,11 @@ export class ProtectedObjects {
       return theirs.root === ours ? null : `${object.id}: the backup's index differs from the primary's (run 'understudy audit ${object.id}')`;
     });
     return (await Promise.all(checks)).filter((problem): problem is string => problem !== null);
+  }
+
+  /** A snapshot of this backup's copies in dir (see snapshot.ts). */
+  snapshotCopies(dir: string): Promise<SnapshotObject[]> {
+    return snapshotCopies(dir, this.store.listObjects().filter((o) => o.side === 'replica'));
   }
 
   /** Keeps what this node's sources hold beyond the backup's acknowledgement (see divergence.ts). */
