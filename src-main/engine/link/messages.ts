@@ -82,6 +82,8 @@ export const FolderEntrySchema = v.object({
 
 /** Largest number of entries in one folder.changes message. */
 export const MaxEntriesPerMessage = 500;
+/** Damaged pages one sqlite.repair names; more than that and the backup sends all its page hashes instead. */
+export const MaxRepairPages = 10_000;
 /** Largest number of files one folder.fetch-files request or folder.files reply names. */
 export const MaxFilesPerFetch = 256;
 
@@ -210,6 +212,15 @@ export const LinkMessageSchema = v.variant('t', [
     // resync computed against what the primary shipped: a backup awaiting an answer drops it)
     basis: v.pipe(IntSchema, v.minValue(0)),
     capture: v.picklist(['wal', 'snapshot']),
+  }),
+  // backup -> primary: an audit found these pages of the copy damaged (the copy is otherwise at
+  // the last transaction it applied): send them, as a resync against what you shipped
+  v.object({
+    t: v.literal('sqlite.repair'),
+    epoch: EpochSchema,
+    objectId: ObjectIdSchema,
+    request: v.pipe(IntSchema, v.minValue(1)),
+    pages: v.pipe(v.array(v.pipe(IntSchema, v.minValue(1))), v.minLength(1), v.maxLength(MaxRepairPages)),
   }),
   // backup -> primary: transaction txid is applied (and whether the state checksum matched)
   v.object({ t: v.literal('sqlite.ack'), epoch: EpochSchema, objectId: ObjectIdSchema, txid: v.pipe(IntSchema, v.minValue(0)), matched: v.boolean() }),

@@ -16,6 +16,7 @@ import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
 import type { VersionsArea } from '../folder/versions.js';
 import { decodePages, lockBytePage } from './page-codec.js';
+import { MaxRepairPages } from '../../link/messages.js';
 import { hashPage, PageHashBytes, PageHashes } from './page-hashes.js';
 
 /** Page hashes sent per sqlite.hashes message. */
@@ -176,12 +177,13 @@ export class SqliteReplica {
     while (this.connected && (this.awaitingResync || this.incoming) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     if (!this.connected) return finish('failed', 0, 0, 'the primary is not connected');
     if (this.awaitingResync || this.error) return finish('failed', 0, 0, this.error ?? 'the copy is still being compared with the primary');
-    let differing: number;
+    let damaged: number[];
     try {
-      differing = await this.compareWithApplied();
+      damaged = await this.compareWithApplied();
     } catch (error) {
       return finish('failed', 0, 0, `cannot read the copy: ${(error as Error).message}`);
     }
+    const differing = damaged.length;
     if (differing === 0) return finish('clean', 0, 0, null);
     const answer = await new Promise<{ pages: number; matched: boolean } | null>((resolve) => {
       const timer = setTimeout(() => done(null), 120_000);
@@ -191,7 +193,15 @@ export class SqliteReplica {
         resolve(value);
       };
       this.auditWait = { request: 0, resolve: done };
-      this.sendHashes(true);
+      if (differing > MaxRepairPages) {
+        this.sendHashes(true);
+        return;
+      }
+      // Only the damaged pages' numbers travel; transactions keep being applied meanwhile (none
+      // is dropped), and the answer, computed against what the primary shipped, follows them.
+      this.request += 1;
+      this.auditWait.request = this.request;
+      if (!this.peer.send({ t: 'sqlite.repair', epoch: this.peer.epoch(), objectId: this.id, request: this.request, pages: damaged })) done(null);
     });
     if (!answer) return finish('failed', differing, 0, this.error ?? 'the primary did not answer with the pages that differ');
     if (!answer.matched) return finish('failed', differing, answer.pages, 'after the repair the copy still did not match the primary (a resync follows)');
@@ -204,26 +214,29 @@ export class SqliteReplica {
    * apply queue), so a large copy never holds replication up for long and each step compares
    * the disk with exactly the state the transactions so far left.
    */
-  private async compareWithApplied(): Promise<number> {
-    let differing = 0;
+  private async compareWithApplied(): Promise<number[]> {
+    const damaged: number[] = [];
     for (let first = 1; ; first += HashStepPages) {
       const step = await this.betweenTransactions(() => {
         const db = this.open();
         // Pages cached from an earlier read would hide what changed on disk since: read the file itself.
         db.pragma('shrink_memory');
         const pages = Number(db.pragma('replica.page_count', { simple: true }));
-        let found = 0;
+        const found: number[] = [];
         const rows = db.prepare("SELECT pgno, data FROM sqlite_dbpage('replica') WHERE pgno BETWEEN ? AND ?").iterate(first, first + HashStepPages - 1) as Iterable<{ pgno: number; data: Buffer }>;
         for (const row of rows) {
           const expected = this.hashes.get(row.pgno);
-          if (row.pgno <= this.hashes.pages && (!expected || !expected.equals(hashPage(row.pgno, row.data)))) found += 1;
+          if (row.pgno <= this.hashes.pages && (!expected || !expected.equals(hashPage(row.pgno, row.data)))) found.push(row.pgno);
         }
-        // The last step also counts pages the copy lacks (truncated) or has beyond the primary's.
+        // The last step also names the pages the copy lacks (truncated); pages beyond the
+        // primary's go with the repair, which says the database's size.
         const done = first + HashStepPages > Math.max(pages, this.hashes.pages);
-        return { found: found + (done ? Math.abs(this.hashes.pages - pages) : 0), done };
+        if (done) for (let pgno = pages + 1; pgno <= this.hashes.pages; pgno++) found.push(pgno);
+        if (done && pages > this.hashes.pages) found.push(this.hashes.pages > 0 ? this.hashes.pages : 1);
+        return { found, done };
       });
-      differing += step.found;
-      if (step.done) return differing;
+      damaged.push(...step.found);
+      if (step.done) return damaged;
     }
   }
 

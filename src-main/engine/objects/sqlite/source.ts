@@ -28,6 +28,8 @@ export const DefaultPollMs = 2;
  */
 /** The reason given for a resync that answers an audit's page hashes. */
 const AuditReason = 'an audit compared every page';
+/** Stands for a page the backup found damaged: no page hashes to it. */
+const DamagedPage = Buffer.alloc(16);
 const CheckpointWalBytes = Number(process.env.UNDERSTUDY_WAL_RESET_BYTES) || 64 * 1024 * 1024;
 const CheckpointWalShare = 0.25;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
@@ -146,6 +148,15 @@ export class SqliteSource {
         this.ackedTxid = Math.max(this.ackedTxid, message.txid);
         this.unacked.clear();
         this.requestSync(message.audit ? AuditReason : 'the backup connected', { baseline, request: message.request });
+        return;
+      }
+      case 'sqlite.repair': {
+        // What we shipped is what the backup holds (it applies every transaction in order, and
+        // this request came after them), except the pages it found damaged: those differ.
+        const baseline = this.shipped ? PageHashes.fromBuffer(this.shipped.toBuffer()) : new PageHashes();
+        for (const pgno of message.pages) if (pgno <= baseline.pages) baseline.setHash(pgno, DamagedPage);
+        this.basis = message.request;
+        this.requestSync(AuditReason, { baseline, request: message.request });
         return;
       }
       case 'sqlite.ack':
