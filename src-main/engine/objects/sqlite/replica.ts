@@ -17,6 +17,7 @@ import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, Replicatio
 import type { VersionsArea } from '../folder/versions.js';
 import { decodePages, lockBytePage } from './page-codec.js';
 import { MaxRepairPages } from '../../link/messages.js';
+import { DefaultAuditMs } from '../folder/replica.js';
 import { hashPage, PageHashBytes, PageHashes } from './page-hashes.js';
 
 /** Page hashes sent per sqlite.hashes message. */
@@ -61,8 +62,8 @@ export class SqliteReplica {
     private readonly peer: PeerChannel,
     private readonly report: ObjectReporter,
     private readonly versions: VersionsArea,
-    /** How often the continuous audit compares every page with the primary. @default 60 s */
-    private readonly auditEveryMs = 60_000,
+    /** How often the continuous audit compares every page with the primary. @default DefaultAuditMs (45 s) */
+    private readonly auditEveryMs = DefaultAuditMs,
   ) {}
 
   get id(): string {
