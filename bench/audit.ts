@@ -1,6 +1,6 @@
 /**
  * npm run bench:audit — audits of the backup's copies between two real nodes on loopback, at
- * default settings (continuous audits every 60 s on the backup), with rsync measured in the
+ * default settings (continuous audits every 45 s on the backup, DefaultAuditMs), with rsync measured in the
  * same run on the same two trees.
  *
  * Set-up: a tree of --files (100,000) small files (1-4 KiB, 100 a folder), a folder holding one
@@ -52,6 +52,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type BetterSqlite3 from 'better-sqlite3';
+import { DefaultAuditMs } from '../src-main/engine/objects/folder/replica.js';
 import type { AuditOutcome, EventRecord, ObjectStatus } from '../src-main/contract/control.js';
 import { CliPath, freePortPair, sleep, startPair, TestNode, waitFor } from '../test/support/harness.js';
 import { distribution, printTable, writeResults } from './stats.js';
@@ -96,8 +97,8 @@ const MiB = 1024 * KiB;
 /** The engine's delta block size (BlockSize in src-main/engine/objects/folder/replica.ts). */
 const EngineBlock = 16 * KiB;
 const PageSize = 4096;
-/** The continuous audit's period at default settings (DefaultRescanMs in src-main/engine/objects/folder/source.ts). */
-const CycleMs = 60_000;
+/** The continuous audit's period at default settings. */
+const CycleMs = DefaultAuditMs;
 const FilesPerFolder = 100;
 const Goals = { auditMs: 10_000, auditBytes: 5 * MiB, detectMs: 60_000, repairRatio: 1.1 };
 const AuditEvents = /audit\.|error|refused|skipped|sqlite\./;
@@ -786,7 +787,7 @@ async function main(): Promise<void> {
     watch = new AuditWatch(backup, names);
     watch.start();
     cleanups.push(() => watch?.stop());
-    log('waiting for a continuous audit of each object (they run every 60 s on the backup)...');
+    log(`waiting for a continuous audit of each object (they run every ${CycleMs / 1000} s on the backup)...`);
     await waitFor('a continuous audit of each object', () => ([...names.keys()].every((id) => watch!.phase(id) !== null) ? true : undefined), 2 * CycleMs + 30_000, 250).catch((error: unknown) => {
       note(`not every object's continuous audit was seen (${String(error)}): timed runs may overlap one`);
     });
