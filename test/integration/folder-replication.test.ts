@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ObjectStatus } from '../../src-main/contract/control.js';
 import { sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
@@ -122,6 +122,22 @@ describe('folder replication under a randomized workload with kills', { concurre
     assert.equal(theirs.target, target);
     const versions = join(backup.home, 'versions', objectId);
     assert.ok(existsSync(versions) && readdirSync(versions).length > 0, 'the versions area holds earlier versions');
+  });
+
+  test('a few bytes changed in the middle of a 24 MiB file travel as the changed blocks, not the file nor its block list', async () => {
+    const big = join(source, 'large.bin');
+    if (!existsSync(big)) writeFileSync(big, random.bytes(24 * 1024 * 1024));
+    await converge('large.bin in place');
+    const before = (await backup.status()).peers[0]!.linkBytes;
+    const fd = openSync(big, 'r+');
+    for (const at of [3 * 1024 * 1024 + 17, 20 * 1024 * 1024 + 5]) writeSync(fd, Buffer.from('edited'), 0, 6, at);
+    closeSync(fd);
+    await converge('the edit to arrive');
+    const after = (await backup.status()).peers[0]!.linkBytes;
+    const moved = after.sent + after.received - before.sent - before.received;
+    // Two 16 KiB blocks, plus the group hashes (1,536 blocks / 64 = 24 groups) and two groups' block hashes;
+    // the flat block list alone would be 24 KiB, the file 24 MiB.
+    assert.ok(moved < 2 * 16 * 1024 + 16 * 1024, `${moved} bytes moved for a two-block edit`);
   });
 
   test('unprotect stops replication and leaves the backup copy in place', async () => {

@@ -150,6 +150,19 @@ export const LinkMessageSchema = v.variant('t', [
     reqId: v.pipe(IntSchema, v.minValue(1)),
     path: RelativePathSchema,
     blockSize: v.pipe(IntSchema, v.minValue(1024), v.maxValue(1024 * 1024)),
+    // a large file: the body holds one hash per group of this many blocks; answered by folder.group-hashes
+    groupBlocks: v.optional(v.pipe(IntSchema, v.minValue(2), v.maxValue(4096))),
+    // the second round of a grouped fetch: send exactly these blocks (no body), then folder.fetched
+    blocks: v.optional(v.pipe(v.array(v.pipe(IntSchema, v.minValue(0))), v.maxLength(1 << 20))),
+  }),
+  // primary -> backup: for a grouped fetch, its block hashes of the groups that differ (body, in
+  // `groups` order); `blocks` is how many blocks the file has now
+  v.object({
+    t: v.literal('folder.group-hashes'),
+    epoch: EpochSchema,
+    reqId: v.pipe(IntSchema, v.minValue(1)),
+    blocks: v.pipe(IntSchema, v.minValue(0)),
+    groups: v.pipe(v.array(v.pipe(IntSchema, v.minValue(0))), v.maxLength(1 << 20)),
   }),
   // backup -> primary: send these whole files (the backup has no version of them); small
   // files travel many to a folder.files reply, others as a folder.fetch would
@@ -302,7 +315,7 @@ export const LinkMessageSchema = v.variant('t', [
 ]);
 
 /** The link messages that carry a binary body. */
-export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.block', 'folder.files', 'sqlite.hashes', 'sqlite.txn']);
+export const LinkBodyMessages: ReadonlySet<string> = new Set(['folder.fetch', 'folder.group-hashes', 'folder.block', 'folder.files', 'sqlite.hashes', 'sqlite.txn']);
 export type LinkMessage = v.InferOutput<typeof LinkMessageSchema>;
 
 // --- heartbeat channel (ALPN understudy-hb/1, its own port) -----------------------------

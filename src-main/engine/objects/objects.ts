@@ -360,7 +360,7 @@ export class ProtectedObjects {
       if (this.sources.has(message.objectId)) this.reportedAudits.set(message.objectId, message.audit);
       return;
     }
-    if (message.t === 'folder.block' || message.t === 'folder.fetched' || message.t === 'folder.files') {
+    if (message.t === 'folder.block' || message.t === 'folder.fetched' || message.t === 'folder.files' || message.t === 'folder.group-hashes') {
       for (const replica of this.replicas.values()) if (replica instanceof FolderReplica) replica.onMessage(message, body);
       return;
     }

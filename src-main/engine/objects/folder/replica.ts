@@ -13,6 +13,8 @@ import { Assembly, AssemblyError, type Assembled } from './assembly.js';
 import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
 import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
 import { bucketOf, digestIndex, liveEntries, sameEntry } from './index-digest.js';
+import { differingBlocks, GroupBlocks, GroupedAboveBlocks, groupHashes } from './block-groups.js';
+import { BlockHashBytes } from './hash-worker.js';
 import type { Hasher } from './hasher.js';
 import { ensureParents, resolveInside, UnsafePathError } from './paths.js';
 import { excludeFilter, scanFolder, TempPrefix } from './scanner.js';
@@ -71,6 +73,8 @@ export class FolderReplica {
    * Forgotten whenever an entry could remove or replace a directory.
    */
   private knownDirs = new Set<string>();
+  /** Grouped fetches waiting for the primary's folder.group-hashes, by request id. */
+  private readonly grouped = new Map<number, { path: string; seq: number; have: Buffer }>();
   /** Whole-file fetches waiting to go out together in one folder.fetch-files request. */
   private wholeFiles: { reqId: number; path: string; seq: number }[] = [];
   private wholeFilesTimer: NodeJS.Timeout | null = null;
@@ -340,6 +344,17 @@ export class FolderReplica {
       case 'folder.block':
         this.fetches.get(message.reqId)?.block(message.index, body);
         return;
+      case 'folder.group-hashes': {
+        const fetch = this.grouped.get(message.reqId);
+        if (!fetch) return;
+        this.grouped.delete(message.reqId);
+        const blocks = differingBlocks(message.groups, body, message.blocks, fetch.have);
+        const epoch = this.peer.epoch();
+        if (!this.peer.send({ t: 'folder.fetch', epoch, position: { epoch, seq: fetch.seq }, objectId: this.id, reqId: message.reqId, path: fetch.path, blockSize: BlockSize, blocks })) {
+          this.fetches.get(message.reqId)?.fail(new AssemblyError('link down'));
+        }
+        return;
+      }
       case 'folder.fetched': {
         const assembly = this.fetches.get(message.reqId);
         this.fetches.delete(message.reqId);
@@ -629,6 +644,14 @@ export class FolderReplica {
     this.fetches.set(reqId, assembly);
     if (have.length === 0) {
       this.requestWhole({ reqId, path: entry.path, seq: entry.seq });
+    } else if (have.length / BlockHashBytes > GroupedAboveBlocks) {
+      // A large file: group hashes first; the primary's answer (folder.group-hashes) says which groups differ.
+      this.grouped.set(reqId, { path: entry.path, seq: entry.seq, have });
+      const sent = this.peer.send(
+        { t: 'folder.fetch', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: entry.seq }, objectId: this.id, reqId, path: entry.path, blockSize: BlockSize, groupBlocks: GroupBlocks },
+        groupHashes(have),
+      );
+      if (!sent) assembly.fail(new AssemblyError('link down'));
     } else {
       const sent = this.peer.send(
         { t: 'folder.fetch', epoch: this.peer.epoch(), position: { epoch: this.peer.epoch(), seq: entry.seq }, objectId: this.id, reqId, path: entry.path, blockSize: BlockSize },
@@ -645,6 +668,7 @@ export class FolderReplica {
       return { kind: 'skip', reason: reason === 'gone' || reason === 'unstable' || reason === 'mismatch' ? reason : `retry:${reason}` };
     } finally {
       this.fetches.delete(reqId);
+      this.grouped.delete(reqId);
       if (localFd !== null) closeSync(localFd);
     }
   }

@@ -18,6 +18,7 @@ import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } fr
 import { MaxEntriesPerMessage } from '../../link/messages.js';
 import { DirectoryWatchers } from './dir-watcher.js';
 import { answerDigest, answerEntries } from './audit-answers.js';
+import { differingGroups, hashesOfGroups } from './block-groups.js';
 
 /** How long a burst of watcher events may settle before the paths are scanned. @default 20 ms */
 export const DefaultSettleMs = 20;
@@ -452,15 +453,22 @@ export class FolderSource {
     try {
       const before = await lstat(abs);
       if (!before.isFile()) return void fail('gone');
-      if (have.length === 0) return void (await this.streamWhole(abs, before, request, fail));
+      if (have.length === 0 && request.blocks === undefined) return void (await this.streamWhole(abs, before, request, fail));
       const hashes = await this.hasher.hash(abs, request.blockSize);
       if (hashes.size !== before.size || hashes.mtimeMs !== before.mtimeMs) return void fail('unstable');
+      const blocks = hashes.blocks.length / BlockHashBytes;
+      if (request.groupBlocks !== undefined && request.blocks === undefined) {
+        // First round of a grouped fetch: our hashes for the groups that differ; the backup asks for blocks next.
+        const groups = differingGroups(hashes.blocks, have, request.groupBlocks);
+        this.peer.send({ t: 'folder.group-hashes', epoch, reqId: request.reqId, blocks, groups }, hashesOfGroups(hashes.blocks, groups, request.groupBlocks));
+        return;
+      }
+      const wanted = request.blocks ? new Set(request.blocks) : null;
       const file = await open(abs, 'r');
       try {
-        const blocks = hashes.blocks.length / BlockHashBytes;
         for (let index = 0; index < blocks; index++) {
           const at = index * BlockHashBytes;
-          if (at + BlockHashBytes <= have.length && have.subarray(at, at + BlockHashBytes).equals(hashes.blocks.subarray(at, at + BlockHashBytes))) continue;
+          if (wanted ? !wanted.has(index) : at + BlockHashBytes <= have.length && have.subarray(at, at + BlockHashBytes).equals(hashes.blocks.subarray(at, at + BlockHashBytes))) continue;
           const buffer = Buffer.allocUnsafe(Math.min(request.blockSize, hashes.size - index * request.blockSize));
           const { bytesRead } = await file.read(buffer, 0, buffer.length, index * request.blockSize);
           if (!this.peer.send({ t: 'folder.block', epoch, reqId: request.reqId, index }, buffer.subarray(0, bytesRead))) return;
