@@ -5,14 +5,13 @@
  */
 import { chmodSync, chownSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import * as v from 'valibot';
 import type { Logger } from 'pino';
-import type { CommandName, ControlReply, EventRecord } from '../../contract/control.js';
-import { describeError, isUnderstudyError, UnderstudyError } from '../errors.js';
-import { CommandParamSchemas, isCommandName } from './command-schemas.js';
+import type { ControlReply, EventRecord } from '../../contract/control.js';
+import { UnderstudyError } from '../errors.js';
+import { dispatchRequest, type CommandHandler } from './dispatch.js';
 import { controlPath, MaxControlLineBytes } from './endpoint.js';
 
-export type CommandHandler = (command: CommandName, params: unknown) => Promise<unknown>;
+export type { CommandHandler } from './dispatch.js';
 
 /**
  * The environment variable naming the OS group whose members may control this node
@@ -111,27 +110,8 @@ export class ControlServer {
   }
 
   private async answer(socket: Socket, line: string): Promise<void> {
-    let id = 0;
-    let reply: ControlReply;
-    try {
-      const request = JSON.parse(line) as { id?: unknown; command?: unknown; params?: unknown };
-      id = typeof request.id === 'number' ? request.id : 0;
-      if (!isCommandName(request.command)) throw new UnderstudyError('usage', `unknown command ${JSON.stringify(request.command)}`);
-      const parsed = v.safeParse(CommandParamSchemas[request.command], request.params);
-      if (!parsed.success) throw new UnderstudyError('usage', `bad parameters for ${request.command}: ${parsed.issues[0].message}`);
-      const result = await this.handle(request.command, parsed.output);
-      if (request.command === 'events:subscribe') this.subscribers.add(socket);
-      reply = { id, ok: true, result };
-    } catch (error) {
-      if (!isUnderstudyError(error)) this.log.error({ err: error }, 'control command failed');
-      reply = {
-        id,
-        ok: false,
-        error: isUnderstudyError(error)
-          ? { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) }
-          : { code: 'internal', message: describeError(error) },
-      };
-    }
+    const { reply, subscribed } = await dispatchRequest(this.handle, line, this.log);
+    if (subscribed) this.subscribers.add(socket);
     if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
   }
 }
