@@ -4,13 +4,14 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 const electronOnlyIn = ['src-main/app/**', 'src-main/preload/**', 'src-main/main.ts'];
+const typescript = ['**/*.ts', '**/*.cts'];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'out/**', 'node_modules/**', 'src-renderer/dist/**', '.scratch/**'] },
+  { ignores: ['dist/**', 'out/**', 'node_modules/**', 'src-renderer/dist/**', 'test-artifacts/**', '.scratch/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ['**/*.ts'],
+    files: typescript,
     ignores: electronOnlyIn,
     rules: {
       'no-restricted-imports': [
@@ -23,7 +24,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/*.ts'],
+    files: typescript,
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },

@@ -35,6 +35,7 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   protect sqlite SRC [--to DEST]          protect a SQLite database (on the primary); prints its id
   unprotect ID                            stop protecting it (the backup's copy stays)
   status [--json]                         this node, its peers and protected objects
+  console-url                             the web console's address (127.0.0.1), with its login token
   audit [ID] [--scrub] [--json]           compare the backup's copies with the primary and repair
                                           what differs (--scrub: re-read every file's content too)
   events [--json] [--limit N]             the event log, oldest first
@@ -105,6 +106,8 @@ async function main(argv: string[]): Promise<number> {
       return license(rest);
     case 'audit':
       return audit(rest);
+    case 'console-url':
+      return consoleUrl(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -251,6 +254,17 @@ async function hooks(argv: string[]): Promise<number> {
   else {
     for (const name of ['start', 'stop', 'check'] as const) console.log(`${name.padEnd(6)} ${result[name] ?? '(none)'}`);
     console.log(`check-failures ${result.checkFailures}, timeout ${result.timeoutMs} ms`);
+  }
+  return 0;
+}
+
+async function consoleUrl(argv: string[]): Promise<number> {
+  const { values } = parse('console-url', argv, {});
+  const result = await call(homeFrom(values), 'console:url', {});
+  if (values.json) console.log(JSON.stringify(result));
+  else {
+    console.log('Open this in a browser on this machine (the part after # is a login token: keep it to yourself):');
+    console.log(result.url);
   }
   return 0;
 }

@@ -301,6 +301,7 @@ export type EventType =
   | 'sqlite.diverged'
   | 'sqlite.error'
   | 'sqlite.recovered'
+  | 'console.unavailable'
   | 'license.installed'
   | 'license.warning'
   | 'audit.done'
@@ -366,6 +367,8 @@ export interface Commands {
    * scrub: also re-read and re-hash every file (slower; continuous audits scrub a little at a time).
    */
   'object:audit': { params: { id?: string; scrub?: boolean }; result: { objects: AuditOutcome[] } };
+  /** The web console's address with its login token in the fragment (`understudy console-url`). */
+  'console:url': { params: Record<string, never>; result: { url: string; port: number } };
   /** The license as this node sees it, with the tier table. */
   'license:show': { params: Record<string, never>; result: LicenseView };
   /** Installs a key on this node; it passes to the peer over the link. Refused with the reason when the key is bad or expired. */

@@ -32,6 +32,12 @@ import type { KeeperReport } from './cluster/lease-keeper.js';
 import { parseVip, releaseVip, takeVip, type VipSettings } from './cluster/vip.js';
 import { NodeLicense } from './license/node-license.js';
 import { switchoverReadiness } from './cluster/readiness.js';
+import { ConsoleServer, DefaultConsolePort } from './console/console-server.js';
+import { loadOrCreateConsoleToken } from './console/console-token.js';
+import { fileURLToPath } from 'node:url';
+
+/** The built renderer the web console serves: src-renderer/dist, from dist/src-main/engine/. */
+const RendererDir = fileURLToPath(new URL('../../../src-renderer/dist', import.meta.url));
 import { leaseSettings, resolveConfig, setConfigValue, type ClusterConfig, type StoredConfig } from './cluster/cluster-config.js';
 
 export interface NodeOptions {
@@ -104,6 +110,8 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private failoverAlerted = false;
   private clusterTimer: NodeJS.Timeout | null = null;
   private readonly license: NodeLicense;
+  private console: ConsoleServer | null = null;
+  private consoleToken = '';
 
   private constructor(
     readonly home: string,
@@ -246,6 +254,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
     this.control = new ControlServer(this.home, (command, params) => this.command(command, params), this.log.child({ sub: 'control' }));
     await this.control.start();
+    await this.startConsole();
 
     this.applyPeers();
     this.scheduleCheck();
@@ -348,6 +357,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
           this.record(o.result === 'failed' ? 'audit.failed' : 'audit.done', `audit of ${o.id} (${o.scope}): ${found}`, { object: o.id, result: o.result, differences: o.differences, repaired: o.repaired, ms: o.ms });
         }
         return { objects: outcomes };
+      }
+      case 'console:url': {
+        if (!this.console) throw new UnderstudyError('not-running', 'the web console is not running on this node', { hint: 'see the console.unavailable event for why' });
+        return { url: `http://127.0.0.1:${this.console.port}/#token=${this.consoleToken}`, port: this.console.port };
       }
       case 'license:show':
         return this.license.view();
@@ -632,6 +645,30 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     } finally {
       // The snapshot is ours (hard links and copies): the live copies are untouched by its removal.
       await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * The web console on 127.0.0.1 (UNDERSTUDY_CONSOLE_PORT, default 7421; 0: any free port). A
+   * console that cannot listen is reported and the node runs on: protection never depends on it.
+   */
+  private async startConsole(): Promise<void> {
+    const fromEnv = process.env.UNDERSTUDY_CONSOLE_PORT;
+    const port = fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : DefaultConsolePort;
+    this.consoleToken = loadOrCreateConsoleToken(this.home);
+    const server = new ConsoleServer({
+      host: '127.0.0.1',
+      port,
+      staticDir: RendererDir,
+      token: this.consoleToken,
+      handle: (command, params) => this.command(command, params),
+      log: this.log.child({ sub: 'console' }),
+    });
+    try {
+      await server.start();
+      this.console = server;
+    } catch (error) {
+      this.record('console.unavailable', `the web console cannot listen on 127.0.0.1:${port}: ${(error as Error).message}; the node runs without it`, { port, reason: (error as Error).message });
     }
   }
 
@@ -1217,6 +1254,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     const event = toContractEvent(stored);
     this.log.info({ event: type, ...data }, message);
     this.control?.broadcast(event);
+    this.console?.broadcast(event);
     this.emit('event', event);
   }
 
@@ -1243,6 +1281,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     await this.heartbeat?.stop();
     await this.objects?.stop();
     if (options.recordEvent ?? true) this.record('node.stopped', `node '${this.settings.name}' stopped`, {});
+    await this.console?.stop();
     await this.control?.stop();
     this.store.close();
     this.lock.release();

@@ -137,7 +137,8 @@ export class TestNode {
     const argv = [...this.prefix, process.execPath, CliPath, command, '--home', this.home, ...extraArgs];
     const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+      // Many nodes share this machine: each web console on a port of its own.
+      env: { ...process.env, UNDERSTUDY_CONSOLE_PORT: '0', ...env },
     });
     this.process = child;
     child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));

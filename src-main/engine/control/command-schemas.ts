@@ -38,6 +38,7 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'cluster:maintenance': v.object({ on: v.boolean() }),
   'cluster:config-set': v.object({ key: v.pipe(v.string(), v.maxLength(64)), value: v.pipe(v.string(), v.maxLength(64)) }),
   'object:audit': v.optional(v.object({ id: v.optional(v.pipe(v.string(), v.maxLength(64))), scrub: v.optional(v.boolean()) }), {}),
+  'console:url': Empty,
   'license:show': Empty,
   // Generous: a key is about 300 characters, and pasted keys may carry line breaks.
   'license:install': v.object({ key: v.pipe(v.string(), v.maxLength(4096)) }),
