@@ -2,7 +2,8 @@
  * The web console end to end: real Chromium (Debian's) against the renderer served by real
  * `understudy serve` nodes. Logs in with the link `console-url` prints, sees the pair and a
  * protected folder in sync, audits and switches over from the buttons, sees a killed peer go
- * down within 2 s, and that the console refuses strangers (wrong token, wrong Host, no session).
+ * down within 2 s, sees the license and its tiers and a bad key refused, and that the console
+ * refuses strangers (wrong token, wrong Host, no session).
  * Screenshots of the dashboard at 1280×800 and 1024×700 go to test-artifacts/e2e/.
  */
 import { after, before, describe, test } from 'node:test';
@@ -80,6 +81,22 @@ describe('the web console', { concurrency: false }, () => {
     await page.setViewportSize({ width: 1024, height: 700 });
     await page.screenshot({ path: join(Artifacts, 'dashboard-1024x700.png'), fullPage: false });
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  test('the license section shows the trial, the tiers with prices, and refuses a bad key with one line', async () => {
+    const license = page.getByTestId('license');
+    await license.waitFor();
+    assert.match((await license.textContent()) ?? '', /^Trial: 30 of 30 days left/);
+    const tiers = await page.getByTestId('tiers').locator('tbody tr').allTextContents();
+    assert.equal(tiers.length, 6);
+    assert.match(tiers[0]!, /P05.*up to 4 cores.*\$13,000/);
+    assert.match(tiers[5]!, /P50.*any number of cores.*\$68,000/);
+    await page.getByTestId('license-key').fill('US1.not-a-real-key');
+    await page.getByTestId('license-install').click();
+    await page.getByTestId('license-message').waitFor();
+    assert.match((await page.getByTestId('license-message').textContent()) ?? '', /license key is incomplete or damaged.*paste the whole key/);
+    await page.getByTestId('license').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(Artifacts, 'license-1280x800.png') });
   });
 
   test('the switchover button swaps the roles', async () => {
