@@ -47,7 +47,6 @@ import { createHash, randomBytes, randomFillSync, randomInt } from 'node:crypto'
 import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -56,20 +55,13 @@ import { DefaultAuditMs } from '../src-main/engine/objects/folder/replica.js';
 import type { AuditOutcome, EventRecord, ObjectStatus } from '../src-main/contract/control.js';
 import { CliPath, freePortPair, sleep, startPair, TestNode, waitFor } from '../test/support/harness.js';
 import { distribution, printTable, writeResults } from './stats.js';
-import { checkNoise, engineVersion, fail, failures, log, machineNoise, nodeDiagnostics, note, notes, ownPids, ratio, run, which } from './support.js';
+import { canConnect, checkNoise, kib, KiB, mib, MiB, option, peakRssMiB, engineVersion, fail, failures, log, machineNoise, nodeDiagnostics, note, notes, ownPids, ratio, run, which } from './support.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
 // ---------------------------------------------------------------------------------------------
 // Options and constants
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} needs a positive integer (got '${process.argv[i + 1] ?? ''}')`);
-  return value;
-}
 
 function textOption(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -92,8 +84,6 @@ const settings = {
   pages: option('pages', 50),
 };
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 /** The engine's delta block size (BlockSize in src-main/engine/objects/folder/replica.ts). */
 const EngineBlock = 16 * KiB;
 const PageSize = 4096;
@@ -103,13 +93,7 @@ const FilesPerFolder = 100;
 const Goals = { auditMs: 10_000, auditBytes: 5 * MiB, detectMs: 60_000, repairRatio: 1.1 };
 const AuditEvents = /audit\.|error|refused|skipped|sqlite\./;
 
-function mib(bytes: number): string {
-  return `${(bytes / MiB).toFixed(2)} MiB`;
-}
 
-function kib(bytes: number): string {
-  return `${(bytes / KiB).toFixed(1)} KiB`;
-}
 
 function seconds(ms: number | null): string {
   return ms === null ? '' : `${(ms / 1000).toFixed(2)} s`;
@@ -130,16 +114,6 @@ function ensureRsync(): string | null {
   return rsync ?? null;
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 class RsyncDaemon {
   private child: ChildProcess | null = null;
@@ -371,14 +345,6 @@ async function auditCli(node: TestNode, id: string, scrub: boolean): Promise<Cli
   return { wallMs: result.ms, code: result.code, outcome, stderr: result.stderr.trim() };
 }
 
-function peakRssMiB(pid: number): number | null {
-  try {
-    const kb = /VmHWM:\s*(\d+)\s*kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
-  } catch {
-    return null;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The audits the backup runs by itself: seen through its status, so timed runs can keep clear

@@ -51,20 +51,13 @@ import type { StatusReport } from '../src-main/contract/control.js';
 import { sleep, startTrio, tempDir, TestNode, waitFor, waitTrioUp } from '../test/support/harness.js';
 import { measureKeepalived, type KeepalivedResult } from './keepalived-anchor.js';
 import { distribution, percentile, printTable, writeResults, type Distribution } from './stats.js';
-import { checkNoise, engineVersion, fail, failures, log, machineNoise, nodeDiagnostics, note, notes, ratio } from './support.js';
+import { checkNoise, option, engineVersion, fail, failures, log, machineNoise, nodeDiagnostics, note, notes, ratio } from './support.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 
 // ---------------------------------------------------------------------------------------------
 // Options and constants
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} needs a positive integer (got '${process.argv[i + 1] ?? ''}')`);
-  return value;
-}
 
 const trials = option('trials', 20);
 const Goals = { failoverMs: 2000, switchoverFlowMs: 1000, lost: 0 };

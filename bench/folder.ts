@@ -51,14 +51,13 @@ import {
   writeSync,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { ObjectStatus } from '../src-main/contract/control.js';
 import { freePortPair, pairNodes, sleep, TestNode } from '../test/support/harness.js';
 import { median, percentile, printTable, writeResults } from './stats.js';
-import { checkNoise, engineVersion, fail, failures, freeBytes, log, machineNoise, nodeDiagnostics, note, notes, objectStatus, ownPids, ratio, run, which, type RunResult } from './support.js';
+import { canConnect, checkNoise, kib, KiB, mib, MiB, peakRssMiB, engineVersion, fail, failures, freeBytes, log, machineNoise, nodeDiagnostics, note, notes, objectStatus, ownPids, ratio, run, which, type RunResult } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -86,8 +85,6 @@ const settings = {
 
 /** The events worth showing when a run failed. */
 const FolderEvents = /error|unsettled|refused|skipped/;
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 /** The engine's delta block size (src-main/engine/objects/folder/replica.ts). */
 const EngineBlock = 16 * KiB;
@@ -99,13 +96,7 @@ const ChangeBytes = 4 * KiB;
 // Small helpers
 
 
-function mib(bytes: number): string {
-  return `${(bytes / MiB).toFixed(2)} MiB`;
-}
 
-function kib(bytes: number): string {
-  return `${(bytes / KiB).toFixed(1)} KiB`;
-}
 
 async function mustRun(command: string, args: string[]): Promise<RunResult> {
   const result = await run(command, args);
@@ -344,16 +335,6 @@ class RsyncDaemon {
   }
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 /** "Total bytes sent" + "Total bytes received" from rsync --stats (digits grouped with commas, or K/M/G). */
 function rsyncStatBytes(output: string): { sent: number; received: number } {
@@ -556,14 +537,6 @@ function cpuDelta(before: CpuTimes | null, after: CpuTimes | null): CpuTimes | n
   return { total: Math.round((after.total - before.total) * 100) / 100, mainThread: Math.round((after.mainThread - before.mainThread) * 100) / 100 };
 }
 
-function peakRssMiB(pid: number): number | null {
-  try {
-    const kb = /VmHWM:\s*(\d+)\s*kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
-  } catch {
-    return null;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The measurements

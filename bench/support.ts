@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statfsSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ObjectStatus } from '../src-main/contract/control.js';
@@ -167,4 +168,46 @@ export function nodeDiagnostics(node: TestNode, events: RegExp): string {
   const found = node.events.filter((e) => events.test(e.type)).slice(-15);
   if (found.length > 0) parts.push(`${node.name} events:\n${found.map((e) => `${e.at} ${e.type} ${e.message}`).join('\n')}`);
   return parts.join('\n\n');
+}
+
+/** Bytes in the units the bench tables use. */
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+
+/** A positive integer from `--NAME N` on the command line, or the fallback. */
+export function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} needs a positive integer (got '${process.argv[i + 1] ?? ''}')`);
+  return value;
+}
+
+export function mib(bytes: number): string {
+  return `${(bytes / MiB).toFixed(2)} MiB`;
+}
+
+export function kib(bytes: number): string {
+  return `${(bytes / KiB).toFixed(1)} KiB`;
+}
+
+/** Whether something listens on 127.0.0.1:port. */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export function peakRssMiB(pid: number): number | null {
+  try {
+    const kb = /VmHWM:\s*(\d+)\s*kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Math.round((Number(kb) / 1024) * 10) / 10 : null;
+  } catch {
+    return null;
+  }
 }
