@@ -42,14 +42,8 @@ export interface LicenseTerms {
   maintenanceEndsAt: number | null;
 }
 
-export interface IssueRequest {
-  customer: string;
-  tier: string;
-  nodes: number;
-  issuedAt: number;
-  expiresAt: number | null;
-  maintenanceEndsAt: number | null;
-}
+/** What the vendor signs: the terms but their ids (the license id is drawn, the key id is the signing key's). */
+export type IssueRequest = Omit<LicenseTerms, 'licenseId' | 'keyId'>;
 
 /** The id of a vendor key: the first 8 bytes of the SHA-256 of its public key (SPKI DER), in hex. */
 export function keyId(key: KeyObject): string {

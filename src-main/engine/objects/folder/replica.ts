@@ -149,7 +149,7 @@ export class FolderReplica {
       }
       return audit;
     };
-    if (this.auditing) return outcome('failed', 0, 0, 'another audit of this object is running');
+    // Set for the continuous audit's timer (it skips a turn); audits themselves queue in audit().
     this.auditing = true;
     try {
       if (!(await this.waitIdle(30_000))) return outcome('failed', 0, 0, this.connected ? 'the copy stayed busy applying changes for 30 s' : 'the primary is not connected');
