@@ -19,9 +19,9 @@ const peer = (overrides: Partial<PeerStatus> = {}): PeerStatus => ({
   ...overrides,
 });
 const object = (overrides: Partial<ObjectStatus> = {}): ObjectStatus => ({ id: 'f-1', kind: 'folder', source: '/srv/shared', target: '/srv/shared', state: 'in-sync', lagMs: 0, pending: 0, error: null, progress: null, skipped: 0, ...overrides });
-const status = (overrides: { peers?: PeerStatus[]; objects?: ObjectStatus[]; warnings?: string[]; acting?: boolean; role?: StatusReport['node']['role'] } = {}): StatusReport =>
+const status = (overrides: { peers?: PeerStatus[]; objects?: ObjectStatus[]; warnings?: string[]; acting?: boolean; role?: StatusReport['node']['role']; policy?: 'automatic' | 'ask' } = {}): StatusReport =>
   ({
-    node: { id: 'N', name: 'alpha', role: overrides.role ?? 'primary', epoch: 1, listen: '', heartbeatPort: 0, version: '', pid: 1, startedAt: '', roleSince: '', leaseMs: null, acting: overrides.acting ?? true, maintenance: false },
+    node: { id: 'N', name: 'alpha', role: overrides.role ?? 'primary', epoch: 1, listen: '', heartbeatPort: 0, version: '', pid: 1, startedAt: '', roleSince: '', leaseMs: null, acting: overrides.acting ?? true, maintenance: false, failoverPolicy: overrides.policy ?? 'automatic' },
     peers: overrides.peers ?? [peer()],
     objects: overrides.objects ?? [object()],
     witness: null,
@@ -46,6 +46,12 @@ describe('tray state', () => {
     assert.equal(trayState(status({ objects: [object({ state: 'error', error: 'disk full' })] })).colour, 'red');
     assert.equal(trayState(status({ acting: false })).colour, 'red');
     assert.equal(trayState(null).colour, 'red');
+  });
+
+  test('an object the admin paused is amber, and says how much it holds back; "ask me" stays green but is said', () => {
+    const paused = trayState(status({ objects: [object({ state: 'paused', paused: true, pending: 12 })] }));
+    assert.deepEqual(paused, { colour: 'amber', summary: 'Understudy: /srv/shared is paused by you (12 changes held back)' });
+    assert.deepEqual(trayState(status({ policy: 'ask' })), { colour: 'green', summary: 'Understudy: 1 object protected and in sync (primary; failover: ask me)' });
   });
 
   test('a witness down is amber, not red: the pair still protects', () => {

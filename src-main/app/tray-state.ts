@@ -31,6 +31,7 @@ export function trayState(status: StatusReport | null): TrayState {
   }
   for (const object of status.objects) {
     if (object.state === 'error') red.push(`${object.source}: ${object.error ?? 'error'}`);
+    else if (object.paused) amber.push(`${object.source} is paused by you (${object.pending} changes held back)`);
     else if (object.state === 'paused') red.push(`${object.source} is not being replicated (backup away)`);
     else if (object.state === 'catching-up' || object.state === 'initial-sync') amber.push(`${object.source} is ${object.state} (${object.pending} pending)`);
     if (object.lastAudit?.result === 'failed') red.push(`the last audit of ${object.source} failed`);
@@ -40,5 +41,7 @@ export function trayState(status: StatusReport | null): TrayState {
   if (red.length > 0) return { colour: 'red', summary: `Understudy: ${red[0]}${red.length + amber.length > 1 ? ` (+${red.length + amber.length - 1} more)` : ''}` };
   if (amber.length > 0) return { colour: 'amber', summary: `Understudy: ${amber[0]}${amber.length > 1 ? ` (+${amber.length - 1} more)` : ''}` };
   const objects = status.objects.length;
-  return { colour: 'green', summary: `Understudy: ${objects} object${objects === 1 ? '' : 's'} protected and in sync (${node.role})` };
+  // "Ask me" is a choice, not a fault: green, but said.
+  const policy = node.failoverPolicy === 'ask' && node.role !== 'witness' ? '; failover: ask me' : '';
+  return { colour: 'green', summary: `Understudy: ${objects} object${objects === 1 ? '' : 's'} protected and in sync (${node.role}${policy})` };
 }

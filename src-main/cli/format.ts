@@ -29,6 +29,12 @@ export function formatStatus(status: StatusReport): string {
   for (const object of status.objects) {
     const progress = object.progress ? `, ${object.progress.filesDone}/${object.progress.files} files` : '';
     lines.push(`Object   ${object.id} ${object.kind} ${object.source} -> ${object.target}: ${object.state}, lag ${object.lagMs} ms, ${object.pending} pending${progress}`);
+    if (object.paused) lines.push(`         paused by the admin: changes are captured, not sent ('understudy resume ${object.id}')`);
+    if (object.stages) {
+      const { capture, send, apply } = object.stages;
+      const rate = object.throughput ? `; ${object.throughput.bytesPerSec} B/s, ${object.throughput.changesPerSec} changes/s` : '';
+      lines.push(`         capture ${capture.lagMs} ms (${capture.changes}), send ${send.lagMs} ms (${send.changes}), apply ${apply.lagMs} ms (${apply.changes})${rate}`);
+    }
     if (object.error) lines.push(`         error: ${object.error}`);
   }
   return lines.join('\n');

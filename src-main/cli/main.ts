@@ -17,6 +17,8 @@ import { license } from './license.js';
 import { homeFrom, parse, parseMs, requireOption, UsageError } from './args.js';
 import { formatEvents, formatStatus } from './format.js';
 import { serve } from './serve.js';
+import { objectCommand } from './objects.js';
+import { installService, serviceStatus } from '../engine/setup/service-install.js';
 
 const Help = `understudy ${Version}: high availability for small shops
 
@@ -34,8 +36,15 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
                                           protect a folder (on the primary); prints its id
   protect sqlite SRC [--to DEST]          protect a SQLite database (on the primary); prints its id
   unprotect ID                            stop protecting it (the backup's copy stays)
+  pause ID | resume ID                    stop sending its changes to the backup (still captured; kept
+                                          across restarts) / send what was held back (on the primary)
+  resync ID                               compare it whole with the backup's copy and send what differs
+                                          (the backup keeps its versions); returns once started
+  history ID [--json]                     its lag over the last hour, a sample every 10 s
   status [--json]                         this node, its peers and protected objects
   console-url                             the web console's address (127.0.0.1), with its login token
+  service install | status                run this node as a system service at boot (systemd, launchd;
+                                          needs administrator rights)
   audit [ID] [--scrub] [--json]           compare the backup's copies with the primary and repair
                                           what differs (--scrub: re-read every file's content too)
   events [--json] [--limit N]             the event log, oldest first
@@ -47,6 +56,8 @@ Usage: understudy COMMAND [options]     (every command takes --home DIR or UNDER
   failover --force                        on the backup, when the primary is down for sure: take over
                                           without a witness's vote
   maintenance on|off                      suspend automatic failover and check-triggered switchovers
+  failover-policy automatic|ask           the pair's policy: the backup takes over by itself (with a
+                                          witness), or waits for 'failover --force' (ask)
   vip set ADDR/PREFIX --dev IFACE         a virtual IP that moves with the primary role ('none' removes it;
                                           Linux, as root)
   license install KEY | show             this pair's license (one key covers both nodes; a witness
@@ -82,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
       return failover(rest);
     case 'maintenance':
       return maintenance(rest);
+    case 'failover-policy':
+      return failoverPolicy(rest);
     case 'config':
       return config(rest);
     case 'vip':
@@ -106,8 +119,15 @@ async function main(argv: string[]): Promise<number> {
       return license(rest);
     case 'audit':
       return audit(rest);
+    case 'pause':
+    case 'resume':
+    case 'resync':
+    case 'history':
+      return objectCommand(command, rest);
     case 'console-url':
       return consoleUrl(rest);
+    case 'service':
+      return service(rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -149,6 +169,16 @@ async function maintenance(argv: string[]): Promise<number> {
   if ((state !== 'on' && state !== 'off') || extra.length > 0) throw new UsageError("maintenance: 'maintenance on' or 'maintenance off'");
   const result = await call(homeFrom(values), 'cluster:maintenance', { on: state === 'on' });
   console.log(values.json ? JSON.stringify(result) : `Maintenance mode is ${result.maintenance ? 'on: no automatic failover or check-triggered switchover until it is off' : 'off'}.`);
+  return 0;
+}
+
+async function failoverPolicy(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('failover-policy', argv, {}, true);
+  const [policy, ...extra] = positionals;
+  if ((policy !== 'automatic' && policy !== 'ask') || extra.length > 0) throw new UsageError("failover-policy: 'failover-policy automatic' or 'failover-policy ask'");
+  const result = await call(homeFrom(values), 'cluster:failover-policy', { policy });
+  if (values.json) console.log(JSON.stringify(result));
+  else console.log(result.failoverPolicy === 'ask' ? 'Failover policy: ask me. When the primary is lost, the backup waits for you (understudy failover --force).' : 'Failover policy: automatic. The backup takes over by itself when the witness agrees the primary is gone.');
   return 0;
 }
 
@@ -267,6 +297,18 @@ async function consoleUrl(argv: string[]): Promise<number> {
     console.log(result.url);
   }
   return 0;
+}
+
+async function service(argv: string[]): Promise<number> {
+  const { values, positionals } = parse('service', argv, {}, true);
+  const [verb, ...extra] = positionals;
+  if ((verb !== 'install' && verb !== 'status') || extra.length > 0) throw new UsageError("service: 'service install' or 'service status'");
+  // Straight from this process, not through the node: `sudo understudy service install` must
+  // have the rights, whatever user the running node has.
+  const home = checkHome(homeFrom(values));
+  const result = verb === 'install' ? await installService(home) : await serviceStatus(home);
+  console.log(values.json ? JSON.stringify(result) : result.detail);
+  return verb === 'install' && !result.installed ? 1 : 0;
 }
 
 async function audit(argv: string[]): Promise<number> {

@@ -37,7 +37,12 @@ export interface NodeInfo {
   acting: boolean;
   /** Maintenance mode: no automatic failover and no check-triggered switchover. */
   maintenance: boolean;
+  /** The pair's failover policy (see FailoverPolicy). */
+  failoverPolicy: FailoverPolicy;
 }
+
+/** automatic: the backup takes over by itself when the witness agrees; ask: it waits for the admin (failover --force). */
+export type FailoverPolicy = 'automatic' | 'ask';
 
 export interface WitnessStatus {
   id: string;
@@ -111,6 +116,64 @@ export interface ObjectStatus {
   capture?: 'wal' | 'snapshot';
   /** The latest audit of the backup's copy (on both nodes); null before the first. */
   lastAudit?: LastAudit | null;
+  /**
+   * Where the lag sits, stage by stage: lagMs is the largest stage lag and pending the sum of
+   * their changes (on the backup: as the primary last reported it, every second).
+   */
+  stages?: ObjectStages;
+  /** What the backup acknowledged over the last 10 s (on the backup: as the primary last reported it). */
+  throughput?: Throughput;
+  /**
+   * Paused by the admin (`understudy pause`, kept across restarts): changes are still captured,
+   * but not sent until resumed; state is then 'paused' too (which otherwise means the backup is away).
+   */
+  paused?: boolean;
+}
+
+/** One stage of the replication pipeline: how old its oldest change is, and how many changes wait in it. */
+export interface StageLag {
+  /** Age of the oldest change in the stage (0 when it is empty). */
+  lagMs: number;
+  changes: number;
+}
+
+/**
+ * The stages of replication, as the primary measures them. The backup acknowledges a change
+ * only once it has applied it (durably), so "received" and "applied" are one event to the
+ * primary; the stages are cut where the primary can see:
+ * - capture: changed on the primary but not yet journaled. Folders: paths the watcher reported
+ *   that are settling or being scanned. Databases: transactions committed in the WAL (the
+ *   application's own journal) not yet read — while paused or while the link is backed up —
+ *   aged from when they were first seen.
+ * - send: journaled, not yet sent. Folders: journal entries past what was sent (waiting for the
+ *   send window, the link, or a resume). Databases: a resync being compared and sent, or held
+ *   by a pause (one change); a transaction read from the WAL is sent at once.
+ * - apply: sent, not yet acknowledged as applied: in flight, or being applied on the backup.
+ */
+export interface ObjectStages {
+  capture: StageLag;
+  send: StageLag;
+  apply: StageLag;
+}
+
+/**
+ * What the backup acknowledged over the last 10 s, divided by 10. Bytes: the size of the
+ * files changed, or of the database pages sent (what crossed the wire is in linkBytes).
+ */
+export interface Throughput {
+  bytesPerSec: number;
+  changesPerSec: number;
+}
+
+/** One point of an object's lag history (one every 10 s, kept for an hour). */
+export interface LagSample {
+  at: string;
+  lagMs: number;
+  captureMs: number;
+  sendMs: number;
+  applyMs: number;
+  pending: number;
+  bytesPerSec: number;
 }
 
 /**
@@ -293,6 +356,7 @@ export type EventType =
   | 'vip.removed'
   | 'vip.skipped'
   | 'cluster.maintenance'
+  | 'cluster.policy'
   | 'sqlite.protected'
   | 'sqlite.unprotected'
   | 'sqlite.replicating'
@@ -306,7 +370,10 @@ export type EventType =
   | 'license.warning'
   | 'audit.done'
   | 'audit.repaired'
-  | 'audit.failed';
+  | 'audit.failed'
+  | 'object.paused'
+  | 'object.resumed'
+  | 'object.resync';
 
 export interface PairCodeResult {
   code: string;
@@ -373,6 +440,100 @@ export interface Commands {
   'license:show': { params: Record<string, never>; result: LicenseView };
   /** Installs a key on this node; it passes to the peer over the link. Refused with the reason when the key is bad or expired. */
   'license:install': { params: { key: string }; result: LicenseInstallResult };
+  /**
+   * On the primary: stops sending an object's changes to the backup (they are still captured);
+   * kept across restarts; idempotent. Refused on the backup (its copy follows the primary).
+   */
+  'object:pause': { params: { id: string }; result: ObjectStatus };
+  /** On the primary: sends what a pause held back, and goes on replicating; idempotent. */
+  'object:resume': { params: { id: string }; result: ObjectStatus };
+  /**
+   * On the primary: compares the whole object with the backup's copy again and sends whatever
+   * differs (versions kept of what is overwritten). Returns once started (state catching-up);
+   * the 'object.resync' event says what it found. Refused while paused or already resyncing.
+   */
+  'object:resync': { params: { id: string }; result: ObjectStatus };
+  /** An object's lag over the last hour, oldest first (either node; in memory, so since the node started). */
+  'object:history': { params: { id: string }; result: { id: string; intervalMs: number; samples: LagSample[] } };
+  /** Lists a folder of this machine's disks (default: the user's home) for choosing what to protect. */
+  'fs:browse': { params: { path?: string }; result: BrowseListing };
+  /** A folder's total size and file count (stops at a limit on very large trees). */
+  'fs:measure': { params: { path: string }; result: MeasureResult };
+  'setup:get': { params: Record<string, never>; result: SetupState };
+  /** Records the wizard's progress; returns it. */
+  'setup:save': { params: { step?: number; role?: SetupRole; done?: boolean }; result: SetupState };
+  'service:status': { params: Record<string, never>; result: ServiceReport };
+  /** Writes the system service for this node's home and enables it at boot. */
+  'service:install': { params: Record<string, never>; result: ServiceReport };
+  'cluster:settings': { params: Record<string, never>; result: ClusterSettings };
+  /** The pair's failover policy (set on either node; the other follows). Switchovers run under either. */
+  'cluster:failover-policy': { params: { policy: FailoverPolicy }; result: ClusterSettings };
+}
+
+/** One entry of the engine's path browser (the wizard's "what to protect"). */
+export interface BrowseEntry {
+  name: string;
+  path: string;
+  /** database: a file that starts with SQLite's header. */
+  kind: 'folder' | 'database' | 'file';
+  /** Files and databases: their size; folders: null (measured on request, fs:measure). */
+  bytes: number | null;
+  /** The id of the protected object this path is (or lies inside), if any. */
+  protectedBy: string | null;
+}
+
+export interface BrowseListing {
+  path: string;
+  /** The folder above, or null at a root. */
+  parent: string | null;
+  /** Where browsing may start: the filesystem roots and this user's home. */
+  places: { label: string; path: string }[];
+  entries: BrowseEntry[];
+  /** More entries than a listing shows (the first ones by name are listed). */
+  truncated: boolean;
+}
+
+export interface MeasureResult {
+  path: string;
+  bytes: number;
+  files: number;
+  /** False when the walk stopped at its limit (then bytes and files are lower bounds). */
+  complete: boolean;
+}
+
+export type SetupRole = 'production' | 'backup' | 'witness';
+
+/** The setup wizard's progress, kept by the node so any window (desktop or browser) resumes it. */
+export interface SetupState {
+  /** 1..7, or 0 before it started. */
+  step: number;
+  role: SetupRole | null;
+  /** Finished (or skipped by someone who set the node up from the CLI). */
+  done: boolean;
+  /** Addresses another machine can reach this node on (HOST:PORT), best first. */
+  addresses: string[];
+}
+
+/** Running the engine as a system service, so protection starts at boot with nobody logged in. */
+export interface ServiceReport {
+  platform: string;
+  /** systemd (Linux), launchd (macOS), or null where the wizard cannot install one. */
+  manager: 'systemd' | 'launchd' | null;
+  /** The unit or daemon file, when written. */
+  unitPath: string | null;
+  installed: boolean;
+  /** Enabled to start at boot. */
+  enabled: boolean;
+  /** What was done or what to do, for people. */
+  detail: string;
+}
+
+/** Everything the settings page shows and changes. */
+export interface ClusterSettings {
+  config: ClusterConfigView;
+  hooks: HookConfig;
+  maintenance: boolean;
+  failoverPolicy: FailoverPolicy;
 }
 
 export interface ClusterConfigView {

@@ -8,7 +8,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import type { ClusterConfigView, RehearsalResult, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import type { ClusterConfigView, ClusterSettings, FailoverPolicy, SetupState, RehearsalResult, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
 import { Version } from '../version.js';
 import { isoTime, systemClock, type Clock } from './clock.js';
 import { ControlServer } from './control/control-server.js';
@@ -35,6 +35,9 @@ import { switchoverReadiness } from './cluster/readiness.js';
 import { ConsoleServer, DefaultConsolePort } from './console/console-server.js';
 import { loadOrCreateConsoleToken } from './console/console-token.js';
 import { fileURLToPath } from 'node:url';
+import { browse, measure } from './setup/path-browser.js';
+import { readSetup, saveSetup } from './setup/setup-state.js';
+import { installService, serviceStatus } from './setup/service-install.js';
 
 /** The built renderer the web console serves: src-renderer/dist, from dist/src-main/engine/. */
 const RendererDir = fileURLToPath(new URL('../../../src-renderer/dist', import.meta.url));
@@ -366,6 +369,14 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         return this.license.view();
       case 'license:install':
         return this.license.install((params as { key: string }).key);
+      case 'object:pause':
+        return this.objects!.setPaused((params as { id: string }).id, true);
+      case 'object:resume':
+        return this.objects!.setPaused((params as { id: string }).id, false);
+      case 'object:resync':
+        return this.objects!.resync(this.role, (params as { id: string }).id);
+      case 'object:history':
+        return this.objects!.history((params as { id: string }).id);
       case 'dev:block-main':
         return blockMainThread((params as { ms: number }).ms);
       case 'cluster:switchover':
@@ -384,6 +395,23 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         const { key, value } = params as { key: string; value: string };
         return this.setConfig(key, value);
       }
+      case 'cluster:settings':
+        return this.clusterSettings();
+      case 'cluster:failover-policy':
+        this.setFailoverPolicy((params as { policy: FailoverPolicy }).policy);
+        return this.clusterSettings();
+      case 'fs:browse':
+        return browse((params as { path?: string }).path, this.objects?.status().map((o) => ({ id: o.id, source: o.source })) ?? []);
+      case 'fs:measure':
+        return measure((params as { path: string }).path);
+      case 'setup:get':
+        return readSetup(this.store, this.role, this.listenSettings());
+      case 'setup:save':
+        return saveSetup(this.store, this.role, this.listenSettings(), params as Partial<SetupState>);
+      case 'service:status':
+        return serviceStatus(this.home);
+      case 'service:install':
+        return installService(this.home);
       default:
         return assertNever(command, 'command');
     }
@@ -405,6 +433,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         leaseMs: this.role === 'primary' ? this.gate.remainingMs() : null,
         acting: this.role === 'primary' && this.mayActNow(),
         maintenance: this.maintenance(),
+        failoverPolicy: this.failoverPolicy(),
       },
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
       objects: this.objects?.status() ?? [],
@@ -548,7 +577,10 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     if (this.role === 'primary') {
       this.announceMembers();
       // The primary's maintenance setting wins when the two met again with different ones.
-      if (peerId === this.pairedPeer()?.id) this.links?.send(peerId, { t: 'role.maintenance', epoch: this.epoch, on: this.maintenance() });
+      if (peerId === this.pairedPeer()?.id) {
+        this.links?.send(peerId, { t: 'role.maintenance', epoch: this.epoch, on: this.maintenance() });
+        this.links?.send(peerId, { t: 'role.policy', epoch: this.epoch, policy: this.failoverPolicy() });
+      }
     }
     // The peer already took over in the epoch we handed it (its ack may have been lost while its
     // data link waited for its first lease): the handover is confirmed.
@@ -679,6 +711,11 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
 
   private async handOver(peer: PeerRecord): Promise<void> {
     const started = performance.now();
+    // Paused on purpose: the backup lacks what the pause held back, and only the admin may send it.
+    const paused = this.objects!.status().filter((o) => o.paused);
+    if (paused.length > 0) {
+      throw this.refuse(`${paused.map((o) => o.id).join(', ')} ${paused.length === 1 ? 'is' : 'are'} paused`, `resume ${paused.length === 1 ? 'it' : 'them'} first ('understudy resume ${paused[0]!.id}')`);
+    }
     const behindNow = this.objects!.status().filter((o) => o.state !== 'in-sync' || o.pending > 0);
     if (behindNow.length > 0) {
       throw this.refuse(`the backup is not in sync (${behindNow.map((o) => `${o.id}: ${o.state}, ${o.pending} pending`).join('; ')})`, 'wait until status shows every object in-sync');
@@ -747,7 +784,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       epoch: this.epoch,
       witnessId: this.witnessPeer()?.id ?? null,
       primaryId: this.role === 'primary' ? null : (peers.find((peer) => peer.role === 'primary')?.id ?? null),
-      canPromote: !this.maintenance() && lagOk,
+      canPromote: !this.maintenance() && this.failoverPolicy() === 'automatic' && lagOk,
       lease: leaseSettings(config),
     });
   }
@@ -807,7 +844,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
   private async failover(epoch: number, why: string, forced: boolean): Promise<void> {
     const peer = this.pairedPeer();
     if (this.role !== 'backup' || !peer || epoch <= this.epoch || this.switching) return;
-    if (!forced && this.maintenance()) return;
+    if (!forced && (this.maintenance() || this.failoverPolicy() === 'ask')) return;
     const started = performance.now();
     this.switching = true;
     try {
@@ -893,6 +930,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     } else if (this.maintenance()) {
       this.failoverAlerted = true;
       this.record('failover.waiting', `the primary '${peer.name}' is down, and maintenance mode is on: no automatic failover`, { peer: peer.id, reason: 'maintenance' });
+    } else if (this.failoverPolicy() === 'ask') {
+      this.failoverAlerted = true;
+      this.record('failover.waiting', `the primary '${peer.name}' is down, and the failover policy is "ask me": once you are sure '${peer.name}' is off, take over with 'understudy failover --force' (or the dashboard)`, { peer: peer.id, reason: 'policy' });
     }
   }
 
@@ -930,6 +970,33 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
     this.pushCluster();
     this.record('cluster.maintenance', on ? 'maintenance mode on: no automatic failover and no check-triggered switchover' : 'maintenance mode off', { on });
     return { maintenance: on };
+  }
+
+  private failoverPolicy(): FailoverPolicy {
+    return this.store.getSetting<FailoverPolicy>('cluster.failoverPolicy') ?? 'automatic';
+  }
+
+  /** "ask": the backup never takes over by itself (the admin does, with --force); switchovers still run. */
+  private setFailoverPolicy(policy: FailoverPolicy, fromPeer = false): void {
+    if (this.role === 'witness') throw new UnderstudyError('usage', 'the failover policy is set on the primary or the backup', { hint: 'set it on either node of the pair' });
+    const changed = policy !== this.failoverPolicy();
+    this.store.setSetting('cluster.failoverPolicy', policy);
+    // One policy for the pair: the other node is told (and told again at every reconnection).
+    const peer = this.pairedPeer();
+    if (!fromPeer && peer) this.links?.send(peer.id, { t: 'role.policy', epoch: this.epoch, policy });
+    this.pushCluster();
+    if (changed) {
+      this.record('cluster.policy', policy === 'ask' ? 'failover policy: ask me (the backup waits for the admin when the primary is lost)' : 'failover policy: automatic (the backup takes over when the witness agrees)', { policy });
+    }
+  }
+
+  private clusterSettings(): ClusterSettings {
+    const maintenance = this.maintenance();
+    return { config: this.config(), hooks: this.hooks(), maintenance, failoverPolicy: this.failoverPolicy() };
+  }
+
+  private listenSettings(): { host: string; port: number } {
+    return { host: this.settings.listenHost, port: this.settings.listenPort };
   }
 
   private setConfig(key: string, value: string): ClusterConfigView {
@@ -1138,6 +1205,9 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
       }
       case 'role.maintenance':
         if (message.on !== this.maintenance()) this.setMaintenance(message.on, true);
+        return;
+      case 'role.policy':
+        if (message.policy !== this.failoverPolicy()) this.setFailoverPolicy(message.policy, true);
         return;
       case 'role.handover-ack':
         if (message.epoch === this.pendingHandover) {

@@ -2,7 +2,7 @@
  * Automatic failover with a witness, between real processes on loopback: the backup takes
  * over by itself when the primary dies (and runs its start hook), the old primary comes back
  * as the backup, a frozen primary steps down on waking, and without a witness or in
- * maintenance mode nothing happens by itself.
+ * maintenance mode or under the "ask" failover policy nothing happens by itself.
  */
 import { afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -95,6 +95,27 @@ describe('automatic failover', { concurrency: false }, () => {
     await sleep(2000);
     assert.equal((await backup.status()).node.role, 'backup');
     assert.equal(backup.events.slice(since).filter((e) => e.type === 'failover.done').length, 0);
+  });
+
+  test('failover policy "ask" (set on the backup, holds for the pair): a switchover still runs, but the backup does not take over by itself; --force does', async () => {
+    const { primary, backup } = await trioWithHooks();
+    const set = await backup.cli('failover-policy', 'ask');
+    assert.equal(set.code, 0, set.stderr);
+    await waitFor('the primary to hear of the policy', async () => ((await primary.status()).node.failoverPolicy === 'ask' ? true : undefined), 5000);
+    // Unlike maintenance mode, a planned switchover is not held back: swap, and swap back.
+    assert.equal((await primary.cli('switchover')).code, 0);
+    assert.equal((await backup.status()).node.role, 'primary');
+    assert.equal((await backup.cli('switchover')).code, 0);
+    assert.equal((await primary.status()).node.role, 'primary');
+    const since = backup.events.length;
+    await primary.kill();
+    const waiting = await backup.waitForEvent('failover.waiting', since, FailoverWithinMs);
+    assert.equal(waiting.reason, 'policy');
+    await sleep(2000);
+    assert.equal((await backup.status()).node.role, 'backup');
+    const forced = await backup.cli('failover', '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal((await backup.status()).node.role, 'primary');
   });
 });
 

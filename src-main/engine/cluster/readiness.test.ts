@@ -51,6 +51,12 @@ describe('switchover readiness', () => {
     assert.equal(switchoverReadiness(facts({ maintenance: true })).ready, false);
   });
 
+  test('a paused object blocks, and says how to resume it', () => {
+    const f = facts({ objects: [object({ state: 'paused', paused: true, pending: 4, lagMs: 2000 })] });
+    assert.equal(switchoverReadiness(f).ready, false);
+    assert.match(blockers(f).join(' | '), /f-1 is paused: its changes are not sent to the backup \('understudy resume f-1'\)/);
+  });
+
   test('warnings do not block: no witness, an old or missing audit, no hooks', () => {
     const f = facts({ witness: null, objects: [object({ lastAudit: null }), object({ id: 'd-2', lastAudit: { ...object().lastAudit!, at: new Date(Now - 3_600_000).toISOString() } })], hooks: { stopHere: false, startHere: false } });
     assert.equal(switchoverReadiness(f).ready, true);

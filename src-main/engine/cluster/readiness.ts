@@ -36,6 +36,7 @@ export function switchoverReadiness(facts: ReadinessFacts): SwitchoverReadiness 
   if (facts.role === 'primary') add('lease', facts.acting ? 'ok' : 'blocker', facts.acting ? 'this node acts as primary' : 'this node holds no lease (it cannot reach the backup or the witness)');
   add('witness', facts.witness === null ? 'warning' : facts.witness.state === 'up' ? 'ok' : 'warning', facts.witness === null ? 'no witness: after the switchover, no automatic failover either' : `the witness '${facts.witness.name}' is ${facts.witness.state}`);
   for (const object of facts.objects) {
+    if (object.paused) add(`paused ${object.id}`, 'blocker', `${object.id} is paused: its changes are not sent to the backup ('understudy resume ${object.id}')`);
     const inSync = object.state === 'in-sync' && object.pending === 0;
     add(`lag ${object.id}`, inSync ? 'ok' : 'blocker', inSync ? `${object.id} is in sync (lag ${object.lagMs} ms)` : `${object.id} is ${object.state}, ${object.pending} pending, lag ${object.lagMs} ms`);
     const audit = object.lastAudit ?? null;

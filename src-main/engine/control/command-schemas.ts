@@ -42,6 +42,22 @@ export const CommandParamSchemas: { [C in CommandName]: v.GenericSchema } = {
   'license:show': Empty,
   // Generous: a key is about 300 characters, and pasted keys may carry line breaks.
   'license:install': v.object({ key: v.pipe(v.string(), v.maxLength(4096)) }),
+  'object:pause': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
+  'object:resume': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
+  'object:resync': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
+  'object:history': v.object({ id: v.pipe(v.string(), v.maxLength(64)) }),
+  'cluster:settings': Empty,
+  'cluster:failover-policy': v.object({ policy: v.picklist(['automatic', 'ask']) }),
+  'fs:browse': v.optional(v.object({ path: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(4096))) }), {}),
+  'fs:measure': v.object({ path: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)) }),
+  'setup:get': Empty,
+  'setup:save': v.object({
+    step: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(7))),
+    role: v.optional(v.picklist(['production', 'backup', 'witness'])),
+    done: v.optional(v.boolean()),
+  }),
+  'service:status': Empty,
+  'service:install': Empty,
   'dev:block-main': v.object({ ms: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10_000)) }),
 };
 

@@ -40,6 +40,21 @@ describe('parseMessage', () => {
     for (const header of valid) assert.deepEqual(parseMessage(PairMessageSchema, header, none), { ok: true, message: header });
   });
 
+  test('progress with stages, throughput and pause; and without them, from an earlier primary', () => {
+    const progress = { t: 'folder.progress', epoch: 1, objectId: 'f-0123456789', state: 'paused', lagMs: 900, pending: 3 };
+    assert.deepEqual(parseMessage(LinkMessageSchema, progress, none), { ok: true, message: progress });
+    const full = {
+      ...progress,
+      stages: { capture: { lagMs: 0, changes: 0 }, send: { lagMs: 900, changes: 3 }, apply: { lagMs: 0, changes: 0 } },
+      throughput: { bytesPerSec: 1024, changesPerSec: 0.5 },
+      paused: true,
+    };
+    assert.deepEqual(parseMessage(LinkMessageSchema, full, none), { ok: true, message: full });
+    refused(parseMessage(LinkMessageSchema, { ...full, stages: { ...full.stages, send: { lagMs: -1, changes: 3 } } }, none));
+    const rehash = { t: 'sqlite.rehash', epoch: 1, objectId: 'd-0123456789' };
+    assert.deepEqual(parseMessage(LinkMessageSchema, rehash, none), { ok: true, message: rehash });
+  });
+
   test('refuses fields of the wrong type, naming the field', () => {
     assert.match(refused(parseMessage(BeatMessageSchema, { t: 'ping', seq: '1', epoch: 0 }, none)), /seq/);
     assert.match(refused(parseMessage(BeatMessageSchema, { t: 'ping', seq: 1.5, epoch: 0 }, none)), /seq/);

@@ -107,6 +107,7 @@ const LastAuditSchema = v.object({
   ms: v.pipe(v.number(), v.minValue(0)),
   detail: v.nullable(v.pipe(v.string(), v.maxLength(2000))),
 });
+const StageSchema = v.object({ lagMs: v.pipe(IntSchema, v.minValue(0)), changes: v.pipe(IntSchema, v.minValue(0)) });
 const AuditOutcomeSchema = v.object({ ...LastAuditSchema.entries, id: ObjectIdSchema, kind: v.picklist(['folder', 'sqlite']) });
 
 export const LinkMessageSchema = v.variant('t', [
@@ -203,6 +204,8 @@ export const LinkMessageSchema = v.variant('t', [
     txid: v.pipe(IntSchema, v.minValue(0)),
     // sent for an audit: the resync answering it is the audit's repair, not news for the event log
     audit: v.optional(v.boolean()),
+    // sent because the primary asked (sqlite.rehash, `understudy resync`): the resync answering it is the admin's
+    resync: v.optional(v.boolean()),
     // numbers the backup's requests; the resync that answers it says so in `basis`
     request: v.pipe(IntSchema, v.minValue(1)),
     part: v.pipe(IntSchema, v.minValue(0)),
@@ -235,6 +238,9 @@ export const LinkMessageSchema = v.variant('t', [
     request: v.pipe(IntSchema, v.minValue(1)),
     pages: v.pipe(v.array(v.pipe(IntSchema, v.minValue(1))), v.minLength(1), v.maxLength(MaxRepairPages)),
   }),
+  // primary -> backup: `understudy resync`: hash every page of the copy as it is on disk and send
+  // the hashes (sqlite.hashes with resync), so every page is compared again and what differs sent
+  v.object({ t: v.literal('sqlite.rehash'), epoch: EpochSchema, objectId: ObjectIdSchema }),
   // backup -> primary: transaction txid is applied (and whether the state checksum matched)
   v.object({ t: v.literal('sqlite.ack'), epoch: EpochSchema, objectId: ObjectIdSchema, txid: v.pipe(IntSchema, v.minValue(0)), matched: v.boolean() }),
   // backup -> primary: `switchover` was run on the backup: please hand over
@@ -247,6 +253,7 @@ export const LinkMessageSchema = v.variant('t', [
   v.object({ t: v.literal('role.handover-ack'), epoch: EpochSchema }),
   // either node -> the other: maintenance mode was turned on or off (it holds for the pair)
   v.object({ t: v.literal('role.maintenance'), epoch: EpochSchema, on: v.boolean() }),
+  v.object({ t: v.literal('role.policy'), epoch: EpochSchema, policy: v.picklist(['automatic', 'ask']) }),
   // primary -> backup and witness: who is in the cluster (a witness paired with the primary is pinned by the others)
   v.object({
     t: v.literal('cluster.members'),
@@ -311,6 +318,10 @@ export const LinkMessageSchema = v.variant('t', [
     state: v.picklist(['initial-sync', 'in-sync', 'catching-up', 'paused', 'error']),
     lagMs: v.pipe(IntSchema, v.minValue(0)),
     pending: v.pipe(IntSchema, v.minValue(0)),
+    // optional: a primary of an earlier version sends none of these
+    stages: v.optional(v.object({ capture: StageSchema, send: StageSchema, apply: StageSchema })),
+    throughput: v.optional(v.object({ bytesPerSec: v.pipe(v.number(), v.finite(), v.minValue(0)), changesPerSec: v.pipe(v.number(), v.finite(), v.minValue(0)) })),
+    paused: v.optional(v.boolean()),
   }),
 ]);
 

@@ -24,6 +24,8 @@ export interface ObjectRecord {
   /** The last seq of the initial scan; initial sync is done once the backup acknowledged it. */
   initialSeq: number | null;
   initialDone: boolean;
+  /** Paused by the admin: changes are captured but not sent (primary only; kept across restarts). */
+  paused: boolean;
 }
 
 export interface FolderEntry {
@@ -52,7 +54,7 @@ export function newFolderObject(fields: Pick<ObjectRecord, 'id' | 'side' | 'sour
 }
 
 export function newObject(kind: ObjectKind, fields: Pick<ObjectRecord, 'id' | 'side' | 'source' | 'target' | 'excludes'>): ObjectRecord {
-  return { ...fields, kind, createdAt: new Date().toISOString(), lastSeq: 0, ackedSeq: 0, initialSeq: null, initialDone: false };
+  return { ...fields, kind, createdAt: new Date().toISOString(), lastSeq: 0, ackedSeq: 0, initialSeq: null, initialDone: false, paused: false };
 }
 
 interface ObjectRow {
@@ -67,6 +69,7 @@ interface ObjectRow {
   acked_seq: number;
   initial_seq: number | null;
   initial_done: number;
+  paused: number;
 }
 
 interface EntryRow {
@@ -124,7 +127,7 @@ export class ObjectStore {
     this.db
       .prepare(
         `UPDATE objects SET side = CASE side WHEN 'source' THEN 'replica' ELSE 'source' END, source = target, target = source,
-           acked_seq = last_seq, initial_seq = last_seq, initial_done = 1 WHERE id = ?`,
+           acked_seq = last_seq, initial_seq = last_seq, initial_done = 1, paused = 0 WHERE id = ?`,
       )
       .run(id);
   }
@@ -153,6 +156,11 @@ export class ObjectStore {
       this.db.prepare('DELETE FROM folder_entries WHERE object_id = ? AND seq > ?').run(id, seq);
       this.db.prepare('UPDATE objects SET last_seq = 0 WHERE id = ?').run(id);
     })();
+  }
+
+  /** Pauses or resumes sending an object's changes (`understudy pause` / `resume`). */
+  setPaused(id: string, paused: boolean): void {
+    this.db.prepare('UPDATE objects SET paused = ? WHERE id = ?').run(paused ? 1 : 0, id);
   }
 
   setInitial(id: string, fields: { initialSeq?: number; initialDone?: boolean }): void {
@@ -196,12 +204,25 @@ export class ObjectStore {
     return row;
   }
 
-  /** How many changes after seq, and when the oldest of them was seen. */
-  pendingAfter(objectId: string, seq: number): { count: number; oldestChangedAt: number | null } {
+  /** How many changes after seq (up to upTo, when given), and when the oldest of them was seen. */
+  pendingAfter(objectId: string, seq: number, upTo = Number.MAX_SAFE_INTEGER): { count: number; oldestChangedAt: number | null } {
     const row = this.db
-      .prepare('SELECT COUNT(*) AS count, MIN(changed_at) AS oldest FROM folder_entries WHERE object_id = ? AND seq > ?')
-      .get(objectId, seq) as { count: number; oldest: number | null };
+      .prepare('SELECT COUNT(*) AS count, MIN(changed_at) AS oldest FROM folder_entries WHERE object_id = ? AND seq > ? AND seq <= ?')
+      .get(objectId, seq, upTo) as { count: number; oldest: number | null };
     return { count: row.count, oldestChangedAt: row.oldest };
+  }
+
+  /**
+   * The changes with after < seq <= upTo (what one acknowledgement covers) and the bytes of the
+   * files among them as they are now. Read before pruneAckedTombstones, which drops the deletions.
+   */
+  changeVolume(objectId: string, after: number, upTo: number): { changes: number; bytes: number } {
+    return this.db
+      .prepare(
+        `SELECT COUNT(*) AS changes, COALESCE(SUM(CASE WHEN type = 'file' AND deleted = 0 THEN size ELSE 0 END), 0) AS bytes
+         FROM folder_entries WHERE object_id = ? AND seq > ? AND seq <= ?`,
+      )
+      .get(objectId, after, upTo) as { changes: number; bytes: number };
   }
 
   /** The paths changed after `seq` (not acknowledged by the backup), with whether each was a deletion. */
@@ -279,6 +300,7 @@ function toObject(row: ObjectRow): ObjectRecord {
     ackedSeq: row.acked_seq,
     initialSeq: row.initial_seq,
     initialDone: row.initial_done === 1,
+    paused: row.paused === 1,
   };
 }
 

@@ -7,7 +7,7 @@ import { closeSync, existsSync, lstatSync, openSync, readSync, realpathSync, sta
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { UnderstudyError } from '../errors.js';
-import type { AuditOutcome, LastAudit, NodeRole } from '../../contract/control.js';
+import type { AuditOutcome, LagSample, LastAudit, NodeRole } from '../../contract/control.js';
 import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './folder/channel.js';
 import { Hasher } from './folder/hasher.js';
 import { FolderReplica } from './folder/replica.js';
@@ -20,6 +20,7 @@ import { SqliteReplica } from './sqlite/replica.js';
 import { SqliteSource } from './sqlite/source.js';
 import { digestIndex } from './folder/index-digest.js';
 import { snapshotCopies, type SnapshotObject } from './snapshot.js';
+import { LagHistories } from './lag-history.js';
 import type Database from 'better-sqlite3';
 
 /** What the node needs of any protected object, on either side. */
@@ -35,6 +36,8 @@ interface ProtectedObject {
 interface ObjectSource extends ProtectedObject {
   /** Captures whatever changed up to now (a switchover drains after it). */
   flush(): Promise<void>;
+  /** Stops (true) or resumes sending changes; capture goes on. Recorded in the store. */
+  setPaused(paused: boolean): void;
 }
 
 /** A backup's copy. */
@@ -67,6 +70,10 @@ export class ProtectedObjects {
   private readonly auditRequests = new Map<number, (result: { outcomes: AuditOutcome[]; error: string | null }) => void>();
   private nextAuditRequest = 1;
   private readonly rootAnswers = new Map<number, (value: { seq: number; root: string }) => void>();
+  /** Each object's lag over the last hour (object:history). */
+  private readonly histories = new LagHistories();
+  /** Objects with a resync running (one at a time each). */
+  private readonly resyncing = new Set<string>();
 
   constructor(private readonly options: ObjectsOptions) {
     this.store = new ObjectStore(options.db);
@@ -80,9 +87,14 @@ export class ProtectedObjects {
   /** Starts every object recorded in the store. */
   async start(): Promise<void> {
     for (const object of this.store.listObjects()) await this.open(object);
+    this.histories.start(
+      () => this.status(),
+      () => new Set(this.store.listObjects().map((o) => o.id)),
+    );
   }
 
   async stop(): Promise<void> {
+    this.histories.stop();
     for (const source of this.sources.values()) await source.stop();
     for (const replica of this.replicas.values()) await replica.stop();
     await this.hasher.close();
@@ -178,6 +190,72 @@ export class ProtectedObjects {
     this.store.removeObject(id);
     this.options.peer.send({ t: 'folder.object', epoch: this.options.peer.epoch(), position: { epoch: this.options.peer.epoch(), seq: 0 }, objectId: id, source: object.source, target: object.target, removed: true, kind: object.kind });
     this.options.event(object.kind === 'sqlite' ? 'sqlite.unprotected' : 'folder.unprotected', `stopped protecting ${object.source}; the backup's copy is left in place`, { object: id });
+  }
+
+  /**
+   * `understudy pause` / `resume`, on the primary (the backup's copy follows the primary, so
+   * the backup refuses and says where to run it). Idempotent: pausing a paused object changes
+   * nothing and records no event.
+   */
+  setPaused(id: string, paused: boolean): ObjectStatus {
+    const source = this.sourceFor(id, paused ? 'pause' : 'resume');
+    if (this.store.getObject(id)!.paused !== paused) {
+      // Counted before the resume: a database's held resync stops counting once it starts.
+      const held = source.status();
+      source.setPaused(paused);
+      if (paused) this.options.event('object.paused', `${id} (${held.source}) is paused: its changes are captured but not sent to the backup until 'understudy resume ${id}'`, { object: id });
+      else this.options.event('object.resumed', `${id} (${held.source}) is resumed: sending the ${held.pending} change(s) held back`, { object: id, pending: held.pending });
+    }
+    return source.status();
+  }
+
+  /**
+   * `understudy resync`, on the primary: compares the whole object with the backup's copy and
+   * sends what differs, the backup keeping its versions of what is overwritten. A folder is
+   * rescanned, then audited by the backup with a full scrub; a database's copy is hashed page by
+   * page and every differing page sent. Returns once started (the status says catching-up);
+   * `object.resync` records what it found when it is done.
+   */
+  resync(role: NodeRole, id: string): ObjectStatus {
+    const source = this.sourceFor(id, 'resync');
+    if (role !== 'primary') throw new UnderstudyError('usage', 'this node is not paired: there is no backup copy to resync', { hint: 'pair a backup first' });
+    if (this.store.getObject(id)!.paused) throw new UnderstudyError('usage', `${id} is paused`, { hint: `resume it first ('understudy resume ${id}')` });
+    if (this.resyncing.has(id)) throw new UnderstudyError('usage', `a resync of ${id} is already running`, { hint: "wait for its 'object.resync' event" });
+    if (!this.options.peer.connected()) throw new UnderstudyError('usage', 'the backup is not connected', { hint: 'check that both nodes are up (understudy status), then resync again' });
+    const started = performance.now();
+    this.resyncing.add(id);
+    const run: Promise<{ differences: number; repaired: number; failed: string | null }> =
+      source instanceof SqliteSource
+        ? source.resync().then(({ pages, matched }) => ({ differences: pages, repaired: pages, failed: matched ? null : 'the copy still did not match the primary afterwards (a resync follows by itself)' }))
+        : (source as FolderSource).resync(() => this.audit(role, id, true)).then(([outcome]) => ({
+            differences: outcome?.differences ?? 0,
+            repaired: outcome?.repaired ?? 0,
+            failed: outcome?.result === 'failed' ? (outcome.detail ?? 'the audit could not complete') : null,
+          }));
+    void run
+      .catch((error: unknown) => ({ differences: 0, repaired: 0, failed: (error as Error).message }))
+      .then(({ differences, repaired, failed }) => {
+        this.resyncing.delete(id);
+        const ms = Math.round(performance.now() - started);
+        const what = source instanceof SqliteSource ? 'page(s)' : 'path(s)';
+        const found = failed ? `failed: ${failed}` : differences === 0 ? 'the copy matched' : `${differences} ${what} differed and were sent (the backup kept its versions)`;
+        this.options.event('object.resync', `resync of ${id}: ${found} (${ms} ms)`, { object: id, result: failed ? 'failed' : differences === 0 ? 'clean' : 'repaired', differences, repaired, ms });
+      });
+    return source.status();
+  }
+
+  /** `understudy history`: an object's lag samples over the last hour, oldest first. */
+  history(id: string): { id: string; intervalMs: number; samples: LagSample[] } {
+    if (!this.store.getObject(id)) throw new UnderstudyError('usage', `no protected object '${id}'`, { hint: "see 'understudy status' for the ids" });
+    return { id, intervalMs: this.histories.intervalMs, samples: this.histories.samples(id) };
+  }
+
+  /** This node's source of `id`, for a command only the primary runs; one clear line otherwise. */
+  private sourceFor(id: string, verb: string): ObjectSource {
+    const source = this.sources.get(id);
+    if (source) return source;
+    if (this.replicas.has(id)) throw new UnderstudyError('usage', `'${id}' is replicated from the primary: its copy here follows the primary`, { hint: `run ${verb} on the primary` });
+    throw new UnderstudyError('usage', `no protected object '${id}'`, { hint: "see 'understudy status' for the ids" });
   }
 
   /**
@@ -327,6 +405,11 @@ export class ProtectedObjects {
   }
 
   linkChanged(connected: boolean): void {
+    // Audits run on the backup answer over the link: without it, they never will.
+    if (!connected) {
+      for (const answer of this.auditRequests.values()) answer({ outcomes: [], error: 'the link to the backup was lost' });
+      this.auditRequests.clear();
+    }
     for (const source of this.sources.values()) source.linkChanged(connected);
     for (const replica of this.replicas.values()) replica.linkChanged(connected);
   }

@@ -63,4 +63,8 @@ export const Migrations: readonly string[] = [
   );
   CREATE INDEX folder_entries_by_seq ON folder_entries(object_id, seq);
   `,
+  // 3: an object paused by the admin (`understudy pause`) stays paused across restarts
+  `
+  ALTER TABLE objects ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import type { FolderEntry, ObjectRecord, ObjectStore } from '../object-store.js';
 import { Assembly, AssemblyError, type Assembled } from './assembly.js';
-import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
+import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from './channel.js';
+import { reportedProgress, reportedStatus, type ReportedProgress } from '../reported-progress.js';
 import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
 import { bucketOf, digestIndex, liveEntries, sameEntry } from './index-digest.js';
 import { differingBlocks, GroupBlocks, GroupedAboveBlocks, groupHashes } from './block-groups.js';
@@ -51,7 +52,7 @@ export class FolderReplica {
   private receivedSeq: number;
   private running = false;
   private readonly fetches = new Map<number, Assembly>();
-  private reported: { state: ObjectState; lagMs: number; pending: number } | null = null;
+  private reported: ReportedProgress | null = null;
   private connected = false;
   private generation = 0;
   private error: string | null = null;
@@ -112,7 +113,8 @@ export class FolderReplica {
 
   /** The continuous audit (every rescanMs, @default DefaultAuditMs): the index and the files' metadata, and a slice of the content scrub. */
   async verify(): Promise<void> {
-    if (this.running || this.queue.length > 0 || !this.connected || this.auditing) return;
+    // Paused on the primary, the copy is behind on purpose: the primary's index moves on without it.
+    if (this.running || this.queue.length > 0 || !this.connected || this.auditing || this.reported?.paused) return;
     await this.audit({ scrub: 'slice' });
   }
 
@@ -152,6 +154,7 @@ export class FolderReplica {
     // Set for the continuous audit's timer (it skips a turn); audits themselves queue in audit().
     this.auditing = true;
     try {
+      if (this.reported?.paused) return outcome('failed', 0, 0, `${this.id} is paused on the primary, so its copy is behind on purpose: resume it ('understudy resume ${this.id}'), then audit`);
       if (!(await this.waitIdle(30_000))) return outcome('failed', 0, 0, this.connected ? 'the copy stayed busy applying changes for 30 s' : 'the primary is not connected');
       const fromIndex = await this.auditIndex();
       if (typeof fromIndex === 'string') return outcome('failed', 0, 0, fromIndex);
@@ -365,7 +368,7 @@ export class FolderReplica {
         this.receiveFiles(message, body);
         return;
       case 'folder.progress':
-        this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
+        this.reported = reportedProgress(message);
         return;
       case 'audit.root-request':
         this.peer.send({ t: 'audit.root', epoch: this.peer.epoch(), objectId: this.id, reqId: message.reqId, seq: this.object.lastSeq, root: digestIndex(this.store.entries(this.id).values()).root });
@@ -386,15 +389,12 @@ export class FolderReplica {
   }
 
   status(): ObjectStatus {
-    const reported = this.reported;
     return {
       id: this.id,
       kind: 'folder',
       source: this.object.source,
       target: this.object.target,
-      state: this.error ? 'error' : this.connected ? (reported?.state ?? 'catching-up') : 'paused',
-      lagMs: reported?.lagMs ?? 0,
-      pending: reported?.pending ?? this.queue.length,
+      ...reportedStatus(this.reported, { connected: this.connected, error: this.error, pending: this.queue.length }),
       error: this.error,
       progress: null,
       skipped: 0,

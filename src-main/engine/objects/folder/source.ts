@@ -19,6 +19,8 @@ import { MaxEntriesPerMessage } from '../../link/messages.js';
 import { DirectoryWatchers } from './dir-watcher.js';
 import { answerDigest, answerEntries } from './audit-answers.js';
 import { differingGroups, hashesOfGroups } from './block-groups.js';
+import { stage, ThroughputMeter, totals } from '../stages.js';
+import type { ObjectStages } from '../../../contract/control.js';
 
 /** How long a burst of watcher events may settle before the paths are scanned. @default 20 ms */
 export const DefaultSettleMs = 20;
@@ -49,6 +51,13 @@ export class FolderSource {
   private subscription: watcher.AsyncSubscription | null = null;
   private readonly dirWatchers: DirectoryWatchers;
   private readonly dirty = new Set<string>();
+  /** When the oldest path now in `dirty` was reported (null: none): the capture stage's age. */
+  private dirtySince: number | null = null;
+  /** The watcher's paths being scanned now, and since when the oldest of them waits. */
+  private scanningPaths = 0;
+  private scanningSince: number | null = null;
+  private readonly throughput = new ThroughputMeter();
+  private resyncing = false;
   private settleTimer: NodeJS.Timeout | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
   private progressTimer: NodeJS.Timeout | null = null;
@@ -108,6 +117,36 @@ export class FolderSource {
     await this.fullScanning.catch(() => undefined);
   }
 
+  /**
+   * Pauses (true) or resumes sending this folder's changes. Capture goes on either way: changes
+   * collect in the journal (one row per path), and a resume sends them from where the backup is.
+   */
+  setPaused(paused: boolean): void {
+    this.store.setPaused(this.id, paused);
+    this.object = this.store.getObject(this.id) ?? this.object;
+    if (!paused) void this.pump();
+    // The backup shows the new state now rather than at the next progress tick.
+    this.sendProgress();
+  }
+
+  /**
+   * `understudy resync`: rescans the whole folder (whatever the watcher missed goes into the
+   * journal), then has the backup audit its copy with a full scrub (`auditCopy`), which fetches
+   * whatever differs and keeps the backup's versions first. The status says catching-up meanwhile.
+   */
+  async resync<T>(auditCopy: () => Promise<T>): Promise<T> {
+    this.resyncing = true;
+    this.sendProgress();
+    try {
+      await this.flush();
+      await this.requestFullScan();
+      return await auditCopy();
+    } finally {
+      this.resyncing = false;
+      this.sendProgress();
+    }
+  }
+
   /** Captures what changed up to now: waits out the watcher's settling, then scans what it reported. */
   async flush(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, (this.options.settleMs ?? DefaultSettleMs) * 2));
@@ -159,26 +198,50 @@ export class FolderSource {
 
   status(): ObjectStatus {
     this.object = this.store.getObject(this.id) ?? this.object;
-    const pending = this.store.pendingAfter(this.id, this.object.ackedSeq);
-    const lagMs = pending.oldestChangedAt === null ? 0 : Math.max(0, Date.now() - pending.oldestChangedAt);
+    const now = Date.now();
+    const stages = this.stages(now);
+    const { lagMs, pending } = totals(stages);
     return {
       id: this.id,
       kind: 'folder',
       source: this.object.source,
       target: this.object.target,
-      state: this.state(pending.count),
-      lagMs: Math.round(lagMs),
-      pending: pending.count,
+      state: this.state(pending),
+      lagMs,
+      pending,
       error: this.error,
       progress: this.object.initialDone ? null : this.progress(),
       skipped: this.skippedPaths.size,
+      stages,
+      throughput: this.throughput.rate(now),
+      paused: this.object.paused,
+    };
+  }
+
+  /**
+   * capture: paths the watcher reported that are not journaled yet (settling, or being scanned);
+   * send: journaled, not yet sent to the backup (waiting for the window, the link, or a resume);
+   * apply: sent, not yet acknowledged — the backup acknowledges once it has applied them.
+   */
+  private stages(now: number): ObjectStages {
+    const acked = this.object.ackedSeq;
+    // Sent on this connection; without one (or before the backup's want) nothing counts as sent.
+    const sent = Math.max(acked, this.sentSeq ?? acked);
+    const inFlight = sent > acked ? this.store.pendingAfter(this.id, acked, sent) : { count: 0, oldestChangedAt: null };
+    const unsent = this.store.pendingAfter(this.id, sent);
+    const oldestDirty = Math.min(this.dirtySince ?? Infinity, this.scanningSince ?? Infinity);
+    return {
+      capture: stage(this.dirty.size + this.scanningPaths, Number.isFinite(oldestDirty) ? oldestDirty : null, now),
+      send: stage(unsent.count, unsent.oldestChangedAt, now),
+      apply: stage(inFlight.count, inFlight.oldestChangedAt, now),
     };
   }
 
   private state(pending: number): ObjectStatus['state'] {
     if (this.error) return 'error';
+    if (this.object.paused) return 'paused';
     if (!this.object.initialDone) return 'initial-sync';
-    if (pending === 0) return 'in-sync';
+    if (pending === 0 && !this.resyncing) return 'in-sync';
     return this.peer.connected() ? 'catching-up' : 'paused';
   }
 
@@ -196,6 +259,8 @@ export class FolderSource {
 
   private acknowledge(seq: number): void {
     if (seq <= this.object.ackedSeq) return;
+    const volume = this.store.changeVolume(this.id, this.object.ackedSeq, seq);
+    this.throughput.record(volume.bytes, volume.changes, Date.now());
     this.store.setAcked(this.id, seq);
     this.store.pruneAckedTombstones(this.id, seq);
     this.object = this.store.getObject(this.id) ?? this.object;
@@ -222,6 +287,7 @@ export class FolderSource {
   }
 
   private markDirty(paths: string[]): void {
+    if (paths.length > 0 && this.dirtySince === null) this.dirtySince = Date.now();
     for (const path of paths) this.dirty.add(path);
     if (!this.settleTimer) {
       this.settleTimer = setTimeout(() => {
@@ -253,7 +319,15 @@ export class FolderSource {
       const scope = [...this.dirty];
       this.dirty.clear();
       if (scope.length === 0) return;
-      await this.scan(scope);
+      this.scanningPaths = scope.length;
+      this.scanningSince = this.dirtySince;
+      this.dirtySince = null;
+      try {
+        await this.scan(scope);
+      } finally {
+        this.scanningPaths = 0;
+        this.scanningSince = null;
+      }
     });
     return this.scanning;
   }
@@ -302,7 +376,8 @@ export class FolderSource {
     if (this.pumping || this.stopped) return;
     this.pumping = true;
     try {
-      while (this.sentSeq !== null && this.peer.connected()) {
+      // Paused: nothing is sent; the journal keeps every change for the resume.
+      while (this.sentSeq !== null && this.peer.connected() && !this.object.paused) {
         const room = this.object.ackedSeq + SendWindow - this.sentSeq;
         if (room <= 0) break;
         const entries = this.store.changesAfter(this.id, this.sentSeq, Math.min(room, MaxEntriesPerMessage));
@@ -320,7 +395,7 @@ export class FolderSource {
   private sendProgress(): void {
     if (!this.peer.connected()) return;
     const status = this.status();
-    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending });
+    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending, stages: status.stages, throughput: status.throughput, paused: status.paused });
   }
 
   /**

@@ -13,7 +13,8 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ObjectRecord, ObjectStore } from '../object-store.js';
 import type { AuditOutcome, LastAudit } from '../../../contract/control.js';
-import type { ObjectReporter, ObjectState, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
+import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } from '../folder/channel.js';
+import { reportedProgress, reportedStatus, type ReportedProgress } from '../reported-progress.js';
 import type { VersionsArea } from '../folder/versions.js';
 import { decodePages, lockBytePage } from './page-codec.js';
 import { MaxRepairPages } from '../../link/messages.js';
@@ -36,7 +37,7 @@ export class SqliteReplica {
   private hashes = new PageHashes();
   private incoming: Incoming | null = null;
   private connected = false;
-  private reported: { state: ObjectState; lagMs: number; pending: number } | null = null;
+  private reported: ReportedProgress | null = null;
   private capture: 'wal' | 'snapshot' = 'wal';
   private error: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -55,6 +56,8 @@ export class SqliteReplica {
   /** An audit waiting for the resync that answers its page hashes (request: the hashes it follows). */
   private auditWait: { request: number; resolve: (answer: { pages: number; matched: boolean } | null) => void } | null = null;
   private auditTimer: NodeJS.Timeout | null = null;
+  /** The hashes request sent for the admin's resync (0: none): the resync answering it keeps the copy as it was. */
+  private resyncRequest = 0;
 
   constructor(
     private object: ObjectRecord,
@@ -118,7 +121,10 @@ export class SqliteReplica {
         this.applying = this.applying.then(() => this.receive(message, body));
         return;
       case 'folder.progress':
-        this.reported = { state: message.state, lagMs: message.lagMs, pending: message.pending };
+        this.reported = reportedProgress(message);
+        return;
+      case 'sqlite.rehash':
+        if (this.connected) this.sendHashes('resync');
         return;
       default:
         return;
@@ -126,15 +132,12 @@ export class SqliteReplica {
   }
 
   status(): ObjectStatus {
-    const reported = this.reported;
     return {
       id: this.id,
       kind: 'sqlite',
       source: this.object.source,
       target: this.object.target,
-      state: this.error ? 'error' : this.connected ? (reported?.state ?? 'catching-up') : 'paused',
-      lagMs: reported?.lagMs ?? 0,
-      pending: reported?.pending ?? 0,
+      ...reportedStatus(this.reported, { connected: this.connected, error: this.error, pending: 0 }),
       error: this.error,
       progress: null,
       skipped: 0,
@@ -195,7 +198,7 @@ export class SqliteReplica {
       };
       this.auditWait = { request: 0, resolve: done };
       if (differing > MaxRepairPages) {
-        this.sendHashes(true);
+        this.sendHashes('audit');
         return;
       }
       // Only the damaged pages' numbers travel; transactions keep being applied meanwhile (none
@@ -292,13 +295,17 @@ export class SqliteReplica {
     this.insert = null;
   }
 
-  /** Hashes every page of the copy (as it is on disk now) and sends them to the primary; transactions wait meanwhile. */
-  private sendHashes(forAudit = false): void {
+  /**
+   * Hashes every page of the copy (as it is on disk now) and sends them to the primary;
+   * transactions wait meanwhile. `purpose` says who asked: an audit, the admin (resync), or
+   * neither (a connection, a mismatch, a retry).
+   */
+  private sendHashes(purpose: 'audit' | 'resync' | null = null): void {
     this.awaitingResync = true;
-    this.applying = this.applying.then(() => this.hashAndSend(forAudit));
+    this.applying = this.applying.then(() => this.hashAndSend(purpose));
   }
 
-  private async hashAndSend(forAudit: boolean): Promise<void> {
+  private async hashAndSend(purpose: 'audit' | 'resync' | null): Promise<void> {
     if (!this.connected) return;
     try {
       const db = this.open();
@@ -323,11 +330,12 @@ export class SqliteReplica {
     this.awaitingResync = true;
     // Only the answer to our latest hashes is applied: a pending audit waits for that one.
     if (this.auditWait) this.auditWait.request = this.request;
+    if (purpose === 'resync') this.resyncRequest = this.request;
     const all = this.hashes.toBuffer();
     const parts = Math.max(1, Math.ceil(all.length / (HashesPerPart * PageHashBytes)));
     for (let part = 0; part < parts; part++) {
       const body = all.subarray(part * HashesPerPart * PageHashBytes, (part + 1) * HashesPerPart * PageHashBytes);
-      this.peer.send({ t: 'sqlite.hashes', epoch: this.peer.epoch(), objectId: this.id, txid: this.object.lastSeq, request: this.request, part, last: part === parts - 1, ...(forAudit ? { audit: true } : {}) }, body);
+      this.peer.send({ t: 'sqlite.hashes', epoch: this.peer.epoch(), objectId: this.id, txid: this.object.lastSeq, request: this.request, part, last: part === parts - 1, ...(purpose === 'audit' ? { audit: true } : purpose === 'resync' ? { resync: true } : {}) }, body);
     }
   }
 
@@ -339,8 +347,9 @@ export class SqliteReplica {
     }
     if (this.awaitingResync) return;
     try {
-      // An audit's repair: the copy as it was goes to the versions area before any page of it is rewritten.
-      if (message.part === 0 && message.snapshot && body.length > 0 && this.auditWait?.request === message.basis) await this.keepDamagedCopy();
+      // An audit's repair or the admin's resync: the copy as it was goes to the versions area before any page of it is rewritten.
+      const kept = this.auditWait?.request === message.basis || this.resyncRequest === message.basis;
+      if (message.part === 0 && message.snapshot && body.length > 0 && kept) await this.keepDamagedCopy();
       if (message.part === 0 && !(await this.begin(message))) return;
       else if (!this.incoming || this.incoming.txid !== message.txid || this.incoming.part + 1 !== message.part) {
         throw new Error(`part ${message.part} of transaction ${message.txid} arrived out of order`);

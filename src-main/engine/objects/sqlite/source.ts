@@ -18,6 +18,8 @@ import type { ObjectReporter, ObjectStatus, PeerChannel, ReplicationMessage } fr
 import { PageHashes, hashPage } from './page-hashes.js';
 import { encodePages } from './page-codec.js';
 import { sameGeneration, startOf, WalFile, type WalPosition, type WalTransaction } from './wal.js';
+import { EmptyStage, stage, ThroughputMeter, totals } from '../stages.js';
+import type { ObjectStages } from '../../../contract/control.js';
 
 /** How often the WAL (or a rollback database's change counter) is looked at. @default 2 ms */
 export const DefaultPollMs = 2;
@@ -28,6 +30,10 @@ export const DefaultPollMs = 2;
  */
 /** The reason given for a resync that answers an audit's page hashes. */
 const AuditReason = 'an audit compared every page';
+/** The reason given for a resync the admin asked for (`understudy resync`). */
+const AdminReason = 'a resync was asked for (understudy resync)';
+/** An admin's resync that has no answer by then is given up (the status stops saying catching-up). */
+const ResyncTimeoutMs = 10 * 60_000;
 /** Stands for a page the backup found damaged: no page hashes to it. */
 const DamagedPage = Buffer.alloc(16);
 const CheckpointWalBytes = Number(process.env.UNDERSTUDY_WAL_RESET_BYTES) || 64 * 1024 * 1024;
@@ -48,6 +54,11 @@ type Capture = 'wal' | 'snapshot';
 /** A resync that answers the backup's sqlite.hashes request: its hashes are the baseline. */
 type Answer = { baseline: PageHashes; request: number };
 type Phase = 'idle' | 'awaiting-hashes' | 'syncing' | 'tailing' | 'behind';
+/** What the admin's resync found: the pages that differed, and whether the backup's copy then matched. */
+export interface SqliteResyncResult {
+  pages: number;
+  matched: boolean;
+}
 
 export class SqliteSource {
   private writer: Database.Database | null = null;
@@ -59,8 +70,21 @@ export class SqliteSource {
   private shipped: PageHashes | null = null;
   private txid: number;
   private ackedTxid: number;
-  /** When each unacknowledged transaction was seen committed on the primary (wall ms). */
-  private readonly unacked = new Map<number, number>();
+  /** When each unacknowledged transaction was seen committed on the primary (wall ms), and the bytes of its pages. */
+  private readonly unacked = new Map<number, { at: number; bytes: number }>();
+  private readonly throughput = new ThroughputMeter();
+  /**
+   * Committed in the WAL (or, for a rollback-journal database, a change counter that moved)
+   * but not read yet — paused, or the link backed up: since when, how many frames counted so
+   * far and how many transactions (commit frames) among them.
+   */
+  private unread: { since: number; frame: number; commits: number } | null = null;
+  /** A resync that a pause holds back, run at the resume. */
+  private held: { reason: string; answer: Answer | undefined; since: number } | null = null;
+  /** When the resync being read and sent now started (null: none). */
+  private syncStartedAt: number | null = null;
+  /** The admin's resync: the txid of the sync that answers it once sent, then its ack resolves it. */
+  private resyncWaiter: { txid: number | null; pages: number; resolve: (result: SqliteResyncResult) => void; reject: (error: Error) => void; timer: NodeJS.Timeout } | null = null;
   private phase: Phase = 'idle';
   private hashParts: Buffer[] = [];
   private pollTimer: NodeJS.Timeout | null = null;
@@ -102,6 +126,7 @@ export class SqliteSource {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.endResync(new LinkLost());
     this.store.setLastSeq(this.id, this.txid);
     if (this.progressTimer) clearInterval(this.progressTimer);
     this.stopPolling();
@@ -127,6 +152,10 @@ export class SqliteSource {
     this.releaseGuard();
     this.hashParts = [];
     this.unacked.clear();
+    this.unread = null;
+    // A new connection starts from the backup's hashes: a resync held for the old one is moot.
+    this.held = null;
+    this.endResync(new LinkLost());
     this.phase = connected ? 'awaiting-hashes' : 'idle';
     if (!connected) return;
     if (!this.writer) this.openDatabase();
@@ -147,7 +176,7 @@ export class SqliteSource {
         this.txid = Math.max(this.txid, message.txid);
         this.ackedTxid = Math.max(this.ackedTxid, message.txid);
         this.unacked.clear();
-        this.requestSync(message.audit ? AuditReason : 'the backup connected', { baseline, request: message.request });
+        this.requestSync(message.resync ? AdminReason : message.audit ? AuditReason : 'the backup connected', { baseline, request: message.request });
         return;
       }
       case 'sqlite.repair': {
@@ -161,6 +190,7 @@ export class SqliteSource {
       }
       case 'sqlite.ack':
         this.acknowledge(message.txid);
+        if (typeof this.resyncWaiter?.txid === 'number' && message.txid >= this.resyncWaiter.txid) this.endResync(null, { pages: this.resyncWaiter.pages, matched: message.matched });
         return;
       default:
         return;
@@ -168,30 +198,93 @@ export class SqliteSource {
   }
 
   status(): ObjectStatus {
-    // Insertion order is txid order: the first entry is the oldest.
-    const oldest = this.unacked.size > 0 ? this.unacked.values().next().value! : null;
+    const now = Date.now();
+    const stages = this.stages(now);
+    const { lagMs, pending } = totals(stages);
     return {
       id: this.id,
       kind: 'sqlite',
       source: this.object.source,
       target: this.object.target,
-      state: this.state(),
-      lagMs: oldest === null ? 0 : Math.max(0, Date.now() - oldest),
-      pending: this.unacked.size,
+      state: this.state(pending),
+      lagMs,
+      pending,
       error: this.error,
       progress: null,
       skipped: 0,
       txid: this.ackedTxid,
       capture: this.capture,
+      stages,
+      throughput: this.throughput.rate(now),
+      paused: this.object.paused,
     };
   }
 
-  private state(): ObjectStatus['state'] {
+  /**
+   * capture: transactions committed in the WAL (the application's own journal) that we have not
+   * read yet — while paused, or while the link is backed up (its age counts from when we first
+   * saw them, within a poll); send: a resync being compared and sent, or held by a pause (one
+   * change; a WAL transaction goes to the link as soon as it is read); apply: sent, not yet
+   * acknowledged — the backup acknowledges a transaction once it is applied (durable).
+   */
+  private stages(now: number): ObjectStages {
+    // Insertion order is txid order: the first entry is the oldest.
+    const oldest = this.unacked.size > 0 ? this.unacked.values().next().value!.at : null;
+    const sending = this.syncStartedAt ?? this.held?.since ?? null;
+    return {
+      capture: this.unread ? stage(Math.max(1, this.unread.commits), this.unread.since, now) : EmptyStage,
+      send: sending === null ? EmptyStage : stage(1, sending, now),
+      apply: stage(this.unacked.size, oldest, now),
+    };
+  }
+
+  private state(pending: number): ObjectStatus['state'] {
     if (this.error) return 'error';
+    if (this.object.paused) return 'paused';
     if (!this.object.initialDone) return 'initial-sync';
     if (this.phase === 'idle') return 'paused';
-    if (this.unacked.size === 0 && this.phase === 'tailing') return 'in-sync';
+    if (pending === 0 && this.phase === 'tailing' && !this.resyncWaiter) return 'in-sync';
     return 'catching-up';
+  }
+
+  /**
+   * Pauses (true) or resumes sending this database's changes. While paused nothing is read or
+   * sent: committed transactions wait in the WAL, which our read transaction keeps from being
+   * reset (up to MaxWalBytesBehind; past it the resume resyncs every page instead).
+   */
+  setPaused(paused: boolean): void {
+    this.store.setPaused(this.id, paused);
+    this.object.paused = paused;
+    if (!paused) {
+      const held = this.held;
+      this.held = null;
+      if (held) this.requestSync(held.reason, held.answer);
+      else if (this.phase === 'tailing') this.startPolling();
+    }
+    this.sendProgress();
+  }
+
+  /**
+   * `understudy resync`: the backup hashes every page of its copy as it is on disk (keeping the
+   * copy as it was in its versions area), we compare them with ours and send what differs.
+   * Resolves once the backup has applied it; rejects when the link is lost or after ResyncTimeoutMs.
+   */
+  resync(): Promise<SqliteResyncResult> {
+    return new Promise((resolve, reject) => {
+      this.endResync(new Error('another resync started'));
+      const timer = setTimeout(() => this.endResync(new Error(`no answer from the backup within ${ResyncTimeoutMs / 60_000} minutes`)), ResyncTimeoutMs);
+      this.resyncWaiter = { txid: null, pages: 0, resolve, reject, timer };
+      if (!this.peer.send({ t: 'sqlite.rehash', epoch: this.peer.epoch(), objectId: this.id })) this.endResync(new LinkLost());
+    });
+  }
+
+  private endResync(error: Error | null, result?: SqliteResyncResult): void {
+    const waiter = this.resyncWaiter;
+    if (!waiter) return;
+    this.resyncWaiter = null;
+    clearTimeout(waiter.timer);
+    if (error) waiter.reject(error);
+    else waiter.resolve(result!);
   }
 
   private acknowledge(txid: number): void {
@@ -199,7 +292,15 @@ export class SqliteSource {
       this.ackedTxid = txid;
       this.store.setAcked(this.id, txid);
     }
-    for (const id of [...this.unacked.keys()]) if (id <= txid) this.unacked.delete(id);
+    let bytes = 0;
+    let changes = 0;
+    for (const [id, sent] of [...this.unacked]) {
+      if (id > txid) continue;
+      bytes += sent.bytes;
+      changes += 1;
+      this.unacked.delete(id);
+    }
+    this.throughput.record(bytes, changes, Date.now());
     this.checkInitialDone();
   }
 
@@ -214,7 +315,7 @@ export class SqliteSource {
   private sendProgress(): void {
     if (!this.peer.connected()) return;
     const status = this.status();
-    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending });
+    this.peer.send({ t: 'folder.progress', epoch: this.peer.epoch(), objectId: this.id, state: status.state, lagMs: status.lagMs, pending: status.pending, stages: status.stages, throughput: status.throughput, paused: status.paused });
   }
 
   // --- the database ---------------------------------------------------------------------
@@ -296,6 +397,11 @@ export class SqliteSource {
     this.syncing = this.syncing
       .then(() => this.sync(reason, answer, connection))
       .catch((error: unknown) => {
+        // Paused before it started: it runs at the resume.
+        if (error instanceof Held) {
+          this.held = { reason, answer, since: Date.now() };
+          return;
+        }
         // A lost link is no error of the database: the next connection starts a new sync.
         if (error instanceof LinkLost || !this.peer.connected() || this.stopped || connection !== this.connection) return;
         if (!(error instanceof Reported)) this.fail(describeOpenError(this.object.source, error));
@@ -323,12 +429,25 @@ export class SqliteSource {
     // would ship from our snapshot's position with an older `shipped`, and take our txid.
     this.stopPolling();
     this.phase = 'syncing';
+    // Paused: it waits for the resume (one already under way finishes: it is bounded, and the
+    // backup would otherwise hold a half-applied transaction open for the whole pause).
+    if (this.object.paused) throw new Held();
+    this.syncStartedAt = Date.now();
+    try {
+      await this.syncNow(reason, answer, lost);
+    } finally {
+      this.syncStartedAt = null;
+    }
+  }
+
+  private async syncNow(reason: string, answer: Answer | undefined, lost: () => boolean): Promise<void> {
     if (!this.writer || this.databaseReplaced()) {
       this.closeDatabase();
       this.openDatabase();
       if (!this.writer) throw new Reported();
     }
     await this.snapshotPoint();
+    this.unread = null;
     const startedAt = Date.now();
     const guard = this.guard!;
     const pageSize = Number(guard.pragma('page_size', { simple: true }));
@@ -371,7 +490,9 @@ export class SqliteSource {
       if (lost()) throw new LinkLost();
     }
     // Recorded before the last part goes: its ack may arrive while we wait for the link to drain.
-    this.unacked.set(txid, startedAt);
+    this.unacked.set(txid, { at: startedAt, bytes: differing * pageSize });
+    // Any resync that answers the backup's hashes compared every page of its copy: it answers the admin's too.
+    if (answer && this.resyncWaiter?.txid === null) Object.assign(this.resyncWaiter, { txid, pages: differing });
     await flush(true);
     if (lost()) throw new LinkLost();
     this.shipped = state;
@@ -496,11 +617,12 @@ export class SqliteSource {
       this.requestSync(header ? 'the WAL was reset (checkpointed and restarted)' : 'the WAL went away');
       return false;
     }
+    if (this.object.paused) return this.pollPaused();
     if (this.peer.backedUp()) {
+      this.countUnread();
       // The backup is slow: the guard keeps the frames in the WAL, which is our spill area —
       // up to a bound; past it the WAL may be reset and the backup gets a resync later.
-      const framesBehind = Math.ceil(MaxWalBytesBehind / (this.position!.pageSize + 24));
-      if (this.phase === 'tailing' && this.wal.hasFrameAhead(this.position!, framesBehind)) {
+      if (this.phase === 'tailing' && this.wal.hasFrameAhead(this.position!, this.framesBound())) {
         this.phase = 'behind';
         this.releaseGuard();
         void this.peer.drained().then(() => {
@@ -520,9 +642,43 @@ export class SqliteSource {
     }
     const { transactions, position } = this.wal.readAfter(this.position!, undefined, committed);
     this.position = position;
+    // What a pause (or a slow backup) left unread goes in steps of readAfter's limit.
+    if (position.frame >= committed) this.unread = null;
+    else if (this.unread) this.unread.commits = Math.max(1, this.unread.commits - transactions.length);
     if (transactions.length > 0) this.ship(transactions);
     else if (walLength(this.position!) > Math.max(CheckpointWalBytes, CheckpointWalShare * this.shipped.pages * this.position!.pageSize)) this.checkpoint();
     return true;
+  }
+
+  /**
+   * Paused: nothing is read; the WAL holds the transactions (the guard keeps it from being reset)
+   * and we only count them. Past MaxWalBytesBehind the guard lets go, so the application's WAL
+   * can be checkpointed and reset, and the resume resyncs every page instead.
+   */
+  private pollPaused(): boolean {
+    this.countUnread();
+    if (this.phase === 'tailing' && this.wal.hasFrameAhead(this.position!, this.framesBound())) {
+      this.phase = 'behind';
+      this.releaseGuard();
+      this.held = { reason: 'the pause outlasted the WAL the primary keeps for the backup', answer: undefined, since: Date.now() };
+      return false;
+    }
+    return true;
+  }
+
+  /** Counts what was committed past our position and is not read yet (the capture stage). */
+  private countUnread(): void {
+    const committed = this.wal.committedFrames(this.position!);
+    if (committed === null || committed <= this.position!.frame) return;
+    const from = Math.max(this.unread?.frame ?? 0, this.position!.frame);
+    if (committed <= from) return;
+    const commits = (this.unread?.commits ?? 0) + this.wal.commitsBetween(this.position!, from, committed);
+    this.unread = { since: this.unread?.since ?? Date.now(), frame: committed, commits };
+  }
+
+  /** How many WAL frames past our position a backup (or a pause) may hold in the WAL. */
+  private framesBound(): number {
+    return Math.ceil(MaxWalBytesBehind / (this.position!.pageSize + 24));
   }
 
   /** All transactions of one look go as one: the backup's copy moves from one committed state to a later one. */
@@ -552,7 +708,7 @@ export class SqliteSource {
         encodePages(pages.slice(part * perPart, (part + 1) * perPart), pageSize),
       );
     }
-    this.unacked.set(txid, Date.now());
+    this.unacked.set(txid, { at: Date.now(), bytes: pages.length * pageSize });
     this.persistTxid();
   }
 
@@ -584,6 +740,11 @@ export class SqliteSource {
   private pollSnapshot(): boolean {
     const counter = readChangeCounter(this.object.source);
     if (this.changeCounter && counter.equals(this.changeCounter)) return true;
+    if (this.object.paused) {
+      // The database itself holds the changes: one snapshot at the resume sends them all.
+      this.unread ??= { since: Date.now(), frame: 0, commits: 1 };
+      return true;
+    }
     if (Date.now() - this.lastChangeSnapshot < SnapshotEveryMs) return true;
     this.lastChangeSnapshot = Date.now();
     try {
@@ -613,6 +774,7 @@ export class SqliteSource {
         if (state.set(row.pgno, row.data)) changed.push([row.pgno, row.data]);
       }
       this.changeCounter = counter;
+      this.unread = null;
       if (changed.length > 0 || pageCount !== state.pages) this.sendTransaction(changed, pageSize, pageCount, state.checksum());
     } finally {
       if (guard.inTransaction) guard.exec('COMMIT');
@@ -624,6 +786,9 @@ export class SqliteSource {
 function walLength(position: WalPosition): number {
   return 32 + position.frame * (24 + position.pageSize);
 }
+
+/** A resync asked for while paused: held until the resume. */
+class Held extends Error {}
 
 /** A failure already reported (openDatabase did): retried without a second event. */
 class Reported extends Error {}

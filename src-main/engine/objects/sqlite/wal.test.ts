@@ -42,6 +42,28 @@ describe('WalFile', () => {
     }
   });
 
+  it('counts the transactions committed past a position without reading them (a pause, a slow backup)', () => {
+    const { path, db, cleanup } = walDatabase();
+    try {
+      const wal = new WalFile(`${path}-wal`);
+      const start = startOf(wal.header()!);
+      const { position } = wal.readAfter(start);
+      const insert = db.prepare('INSERT INTO t(v) VALUES (?)');
+      for (let i = 0; i < 7; i++) insert.run('y'.repeat(3000)); // several pages each: frames outnumber commits
+      const committed = wal.committedFrames(position)!;
+      assert.ok(committed > position.frame + 7, 'more frames than transactions');
+      assert.equal(wal.commitsBetween(position, position.frame, committed), 7);
+      assert.equal(wal.commitsBetween(position, position.frame, position.frame), 0);
+      // Counted in two steps, as a poll does while the WAL grows.
+      insert.run('one more');
+      const more = wal.committedFrames(position)!;
+      assert.equal(wal.commitsBetween(position, committed, more), 1);
+      wal.close();
+    } finally {
+      cleanup();
+    }
+  });
+
   it('stops at a frame whose checksum does not continue the running one', () => {
     const { path, db, cleanup } = walDatabase();
     try {

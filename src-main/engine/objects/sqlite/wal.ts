@@ -173,6 +173,26 @@ export class WalFile {
     return header.readUInt32BE(0) !== 0 && header.readUInt32BE(8) === position.salt1 && header.readUInt32BE(12) === position.salt2;
   }
 
+  /**
+   * How many commit frames of `position`'s generation are among the frames after the first
+   * `from` up to the `to`th (counts of frames, like WalPosition.frame). Reads only
+   * the 24-byte frame headers and checks only their salts: a count for status, never a basis
+   * for what is shipped (readAfter verifies every checksum).
+   */
+  commitsBetween(position: WalPosition, from: number, to: number): number {
+    const fd = this.open();
+    if (fd === null) return 0;
+    const header = Buffer.alloc(FrameHeaderBytes);
+    let commits = 0;
+    for (let frame = from; frame < to; frame++) {
+      const at = WalHeaderBytes + frame * (FrameHeaderBytes + position.pageSize);
+      if (readSync(fd, header, 0, FrameHeaderBytes, at) < FrameHeaderBytes) break;
+      if (header.readUInt32BE(8) !== position.salt1 || header.readUInt32BE(12) !== position.salt2) break;
+      if (header.readUInt32BE(4) !== 0) commits += 1;
+    }
+    return commits;
+  }
+
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
