@@ -2,7 +2,7 @@
  * The web console end to end: real Chromium (Debian's) against the renderer served by real
  * `understudy serve` nodes. Logs in with the link `console-url` prints, sees the pair and a
  * protected folder in sync, audits and switches over from the buttons, sees a killed peer go
- * down within 2 s, sees the license and its tiers and a bad key refused, and that the console
+ * down within 2 s, sees the license page with its tiers and a bad key refused, and that the console
  * refuses strangers (wrong token, wrong Host, no session).
  * Screenshots of the dashboard at 1280×800 and 1024×700 go to test-artifacts/e2e/.
  */
@@ -11,19 +11,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startPair, tempDir, TestNode, waitFor } from '../support/harness.js';
-
-export const ChromiumPath = process.env.UNDERSTUDY_CHROMIUM ?? '/usr/bin/chromium';
-const ChromiumArgs = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const Artifacts = fileURLToPath(new URL('../../../test-artifacts/e2e/', import.meta.url));
-
-async function consoleUrl(node: TestNode): Promise<string> {
-  const result = await node.cli('console-url');
-  assert.equal(result.code, 0, result.stderr);
-  return result.stdout.trim().split('\n').at(-1)!;
-}
+import { Artifacts, consoleUrl, launchChromium, screenshotBoth } from '../support/browser.js';
 
 function rawGet(port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -45,11 +35,10 @@ describe('the web console', { concurrency: false }, () => {
   const source = join(dir, 'shop-files');
 
   before(async () => {
-    mkdirSync(Artifacts, { recursive: true });
     mkdirSync(source);
     for (let i = 0; i < 10; i++) writeFileSync(join(source, `invoice-${i}.txt`), `invoice ${i}\n`);
     [primary, backup] = await startPair();
-    browser = await chromium.launch({ executablePath: ChromiumPath, args: ChromiumArgs });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
 
@@ -77,13 +66,11 @@ describe('the web console', { concurrency: false }, () => {
     await page.getByTestId('audit').click();
     await page.getByTestId('notice').filter({ hasText: 'Audit done' }).waitFor({ timeout: 15_000 });
     assert.match((await page.getByTestId('notice').textContent()) ?? '', new RegExp(`${protectedId}: clean`));
-    await page.screenshot({ path: join(Artifacts, 'dashboard-1280x800.png'), fullPage: false });
-    await page.setViewportSize({ width: 1024, height: 700 });
-    await page.screenshot({ path: join(Artifacts, 'dashboard-1024x700.png'), fullPage: false });
-    await page.setViewportSize({ width: 1280, height: 800 });
+    await screenshotBoth(page, 'dashboard');
   });
 
-  test('the license section shows the trial, the tiers with prices, and refuses a bad key with one line', async () => {
+  test('the license page shows the trial, the tiers with prices, and refuses a bad key with one line', async () => {
+    await page.getByTestId('nav-license').click();
     const license = page.getByTestId('license');
     await license.waitFor();
     assert.match((await license.textContent()) ?? '', /^Trial: 30 of 30 days left/);
@@ -96,7 +83,8 @@ describe('the web console', { concurrency: false }, () => {
     await page.getByTestId('license-message').waitFor();
     assert.match((await page.getByTestId('license-message').textContent()) ?? '', /license key is incomplete or damaged.*paste the whole key/);
     await page.getByTestId('license').scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(Artifacts, 'license-1280x800.png') });
+    await screenshotBoth(page, 'license');
+    await page.getByTestId('nav-dashboard').click();
   });
 
   test('the switchover button swaps the roles', async () => {
