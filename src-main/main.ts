@@ -82,6 +82,26 @@ async function pollStatus(): Promise<void> {
   }
   paintTray(status);
   if (status) for (const n of policy.onStatus(status)) notify(n);
+  // The menu offers pause or resume as the objects stand now; rebuilt only when that flips.
+  const anyPaused = status?.objects.some((o) => o.paused) ?? false;
+  if (tray && anyPaused !== menuShowsResume) {
+    menuShowsResume = anyPaused;
+    tray.setContextMenu(buildTrayMenu());
+  }
+}
+
+let menuShowsResume = false;
+
+/** Pauses or resumes every protected object (run on the primary; the engine refuses elsewhere with one line). */
+async function pauseAll(verb: 'pause' | 'resume'): Promise<void> {
+  const status = await engine?.client.call('node:status', {});
+  try {
+    for (const object of status?.objects ?? []) await engine?.client.call(verb === 'pause' ? 'object:pause' : 'object:resume', { id: object.id });
+    notify({ title: verb === 'pause' ? 'Replication paused' : 'Replication resumed', body: verb === 'pause' ? 'Changes are kept on this machine and sent when you resume.' : 'What was held back is on its way to the backup.', urgency: 'normal' });
+  } catch (error) {
+    notify({ title: `Could not ${verb}`, body: (error as Error).message, urgency: 'critical' });
+  }
+  await pollStatus();
 }
 
 function buildTrayMenu(): Menu {
@@ -96,6 +116,9 @@ function buildTrayMenu(): Menu {
         );
       },
     },
+    menuShowsResume
+      ? { label: 'Resume replication', click: () => void pauseAll('resume') }
+      : { label: 'Pause replication', click: () => void pauseAll('pause') },
     { type: 'separator' },
     {
       label: 'Quit (protection stops on this machine unless the service runs it)',
