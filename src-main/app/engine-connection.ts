@@ -39,7 +39,7 @@ export async function connectEngine(userHome: string): Promise<EngineConnection>
   }
   const lock = HomeLock.acquire(userHome);
   const log = await createLogger({ home: userHome, terminal: false });
-  const node = await UnderstudyNode.start({ home: userHome, log, lock });
+  const node = await UnderstudyNode.start({ home: userHome, log, lock, host: 'app' });
   const client = await ControlClient.connect(userHome);
   return {
     client,

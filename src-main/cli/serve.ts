@@ -28,6 +28,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     home,
     log,
     lock,
+    host: startedByServiceManager() ? 'service' : 'terminal',
     ...(options.heartbeatIntervalMs ? { heartbeatIntervalMs: options.heartbeatIntervalMs } : {}),
   });
   const status = node.status();
@@ -63,4 +64,13 @@ export async function serve(options: ServeOptions): Promise<number> {
       stop(1, error.message);
     });
   });
+}
+
+/**
+ * Started by systemd or launchd itself: our parent is PID 1, and it left its mark (systemd sets
+ * INVOCATION_ID, launchd names the job in XPC_SERVICE_NAME). Either alone is not enough: a
+ * shell inside some other unit inherits INVOCATION_ID.
+ */
+function startedByServiceManager(env: NodeJS.ProcessEnv = process.env): boolean {
+  return process.ppid === 1 && (Boolean(env.INVOCATION_ID) || (env.XPC_SERVICE_NAME ?? '').startsWith('com.understudy'));
 }

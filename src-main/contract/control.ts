@@ -39,7 +39,11 @@ export interface NodeInfo {
   maintenance: boolean;
   /** The pair's failover policy (see FailoverPolicy). */
   failoverPolicy: FailoverPolicy;
+  /** What runs this engine: the system service, the desktop app's own process, or `understudy serve` started by hand. */
+  host: EngineHost;
 }
+
+export type EngineHost = 'service' | 'app' | 'terminal';
 
 /** automatic: the backup takes over by itself when the witness agrees; ask: it waits for the admin (failover --force). */
 export type FailoverPolicy = 'automatic' | 'ask';

@@ -8,7 +8,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import type { ClusterConfigView, ClusterSettings, FailoverPolicy, SetupState, RehearsalResult, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
+import type { ClusterConfigView, ClusterSettings, EngineHost, FailoverPolicy, SetupState, RehearsalResult, SwitchoverReadiness, CommandName, EventRecord, EventType, NodeRole, PeerState, PeerStatus, RttStats, StatusReport } from '../contract/control.js';
 import { Version } from '../version.js';
 import { isoTime, systemClock, type Clock } from './clock.js';
 import { ControlServer } from './control/control-server.js';
@@ -51,6 +51,8 @@ export interface NodeOptions {
   clock?: Clock;
   /** The home's lock, when the caller took it already (serve takes it before opening the log). */
   lock?: HomeLock;
+  /** What hosts this engine, as status reports it. @default 'terminal' */
+  host?: EngineHost;
 }
 
 interface PeerRuntime {
@@ -434,6 +436,7 @@ export class UnderstudyNode extends EventEmitter<NodeEvents> {
         acting: this.role === 'primary' && this.mayActNow(),
         maintenance: this.maintenance(),
         failoverPolicy: this.failoverPolicy(),
+        host: this.options.host ?? 'terminal',
       },
       peers: this.store.listPeers().map((peer) => this.peerStatus(peer)),
       objects: this.objects?.status() ?? [],
