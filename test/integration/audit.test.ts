@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuditOutcome, EventRecord } from '../../src-main/contract/control.js';
-import { startPair, tempDir, TestNode, waitFor } from '../support/harness.js';
+import { protectFolderAndDatabase, startPair, tempDir, TestNode, waitFor } from '../support/harness.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 /** The continuous audit every second (default: every minute), so damage is found quickly. */
@@ -67,12 +67,7 @@ describe('audit and self-repair', { concurrency: false }, () => {
     for (let i = 0; i < 2000; i++) insert.run(`note ${i} ${'x'.repeat(100)}`);
     db.close();
     [primary, backup] = await startPair({ primary: Env, backup: Env });
-    ids.folder = (await primary.cli('protect', 'folder', source, '--to', target)).stdout.trim().split('\n').at(-1)!;
-    ids.db = (await primary.cli('protect', 'sqlite', dbSource, '--to', dbTarget)).stdout.trim().split('\n').at(-1)!;
-    await waitFor('both objects in sync', async () => {
-      const status = await primary.status();
-      return status.objects.length === 2 && status.objects.every((o) => o.state === 'in-sync' && o.pending === 0) ? true : undefined;
-    }, 30_000);
+    Object.assign(ids, await protectFolderAndDatabase(primary, { source, target }, { source: dbSource, target: dbTarget }));
     await waitFor('the copy of the database', () => (rowsOf(dbTarget).length === 2000 ? true : undefined), 10_000);
   });
 

@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { EventRecord, LagSample, ObjectStatus } from '../../src-main/contract/control.js';
-import { sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
+import { protectFolderAndDatabase, sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
 import { assertRefused } from '../support/checks.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
@@ -56,12 +56,7 @@ describe('pause, resume, resync and lag history', { concurrency: false }, () => 
     app.exec('CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)');
     for (let i = 0; i < 200; i++) note(`note ${i}`);
     [primary, backup] = await startPair({ primary: Env, backup: Env });
-    ids.folder = (await primary.cli('protect', 'folder', source, '--to', target)).stdout.trim().split('\n').at(-1)!;
-    ids.db = (await primary.cli('protect', 'sqlite', dbSource, '--to', dbTarget)).stdout.trim().split('\n').at(-1)!;
-    await waitFor('both objects in sync', async () => {
-      const status = await primary.status();
-      return status.objects.length === 2 && status.objects.every((o) => o.state === 'in-sync' && o.pending === 0) ? true : undefined;
-    }, 30_000);
+    Object.assign(ids, await protectFolderAndDatabase(primary, { source, target }, { source: dbSource, target: dbTarget }));
   });
 
   after(async () => {

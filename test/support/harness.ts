@@ -310,6 +310,29 @@ export async function waitTrioUp(primary: TestNode, backup: TestNode, witness: T
   }
 }
 
+/** Protects a folder and a database on the primary (copies at the given paths) and waits until both are in sync; returns their ids. */
+export async function protectFolderAndDatabase(
+  primary: TestNode,
+  folder: { source: string; target: string },
+  database: { source: string; target: string },
+): Promise<{ folder: string; db: string }> {
+  const protect = async (kind: 'folder' | 'sqlite', paths: { source: string; target: string }) => {
+    const result = await primary.cli('protect', kind, paths.source, '--to', paths.target);
+    if (result.code !== 0) throw new Error(`protect ${kind} failed: ${result.stderr}`);
+    return result.stdout.trim().split('\n').at(-1)!;
+  };
+  const ids = { folder: await protect('folder', folder), db: await protect('sqlite', database) };
+  await waitFor(
+    'both objects in sync',
+    async () => {
+      const status = await primary.status();
+      return status.objects.length === 2 && status.objects.every((o) => o.state === 'in-sync' && o.pending === 0) ? true : undefined;
+    },
+    30_000,
+  );
+  return ids;
+}
+
 /** Runs a command (nft, ip...) and resolves with its output; rejects on failure. */
 export function run(command: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
