@@ -46,7 +46,7 @@ async function start(): Promise<number> {
     await initNode({ home, name, listen: { host: DefaultListenHost, port: DefaultListenPort } });
     console.log(`understudy: created node '${name}' listening on ${DefaultListenHost}:${DefaultListenPort}`);
   }
-  console.log(`understudy: in another terminal, 'npx understudy status --home ${join(home)}' shows it; 'pair-code' and 'pair' connect a backup`);
+  console.log(`understudy: set it up with the wizard in a browser on this machine: 'npx understudy console-url --home ${join(home)}' prints its link`);
   return serve({ home });
 }
 

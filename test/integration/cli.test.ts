@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EventRecord } from '../../src-main/contract/control.js';
 import { runCli, TestNode, waitFor } from '../support/harness.js';
+import { ControlClient } from '../../src-main/engine/control/control-client.js';
 
 const packageVersion = (JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
 const distCli = (name: string) => fileURLToPath(new URL(`../../src-main/cli/${name}.js`, import.meta.url));
@@ -67,6 +68,16 @@ describe('the understudy command', () => {
       assert.match(stdout.split('\n')[0]!, /^understudy: cannot open the desktop app \(.+\); running the node headless/);
       const status = await node.status();
       assert.equal(status.node.name, 'delta');
+      // It says where to go next: the console's setup wizard, which a fresh node has not done.
+      assert.match(stdout, /set it up with the wizard in a browser on this machine: 'npx understudy console-url --home .+' prints its link/);
+      assert.equal((await node.cli('console-url')).code, 0);
+      const client = await ControlClient.connect(node.home);
+      try {
+        const setup = await client.call('setup:get', {});
+        assert.deepEqual([setup.done, setup.step, setup.role], [false, 0, null]);
+      } finally {
+        client.close();
+      }
     } finally {
       child.kill('SIGINT');
     }
