@@ -38,6 +38,8 @@ const ResyncTimeoutMs = 10 * 60_000;
 const DamagedPage = Buffer.alloc(16);
 const CheckpointWalBytes = Number(process.env.UNDERSTUDY_WAL_RESET_BYTES) || 64 * 1024 * 1024;
 const CheckpointWalShare = 0.25;
+/** Transactions shipped and not yet acknowledged beyond which we wait before reading more (see poll). */
+const MaxInFlight = 2;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
 const MaxWalBytesBehind = 512 * 1024 * 1024;
 /** Pages of a resync sent per message. */
@@ -128,6 +130,7 @@ export class SqliteSource {
     this.stopped = true;
     this.endResync(new LinkLost());
     this.store.setLastSeq(this.id, this.txid);
+    this.store.setAcked(this.id, this.ackedTxid);
     if (this.progressTimer) clearInterval(this.progressTimer);
     this.stopPolling();
     await this.syncing.catch(() => undefined);
@@ -222,7 +225,8 @@ export class SqliteSource {
 
   /**
    * capture: transactions committed in the WAL (the application's own journal) that we have not
-   * read yet — while paused, or while the link is backed up (its age counts from when we first
+   * read yet — while paused, while the link is backed up, or while MaxInFlight transactions
+   * wait for their acknowledgement (its age counts from when we first
    * saw them, within a poll); send: a resync being compared and sent, or held by a pause (one
    * change; a WAL transaction goes to the link as soon as it is read); apply: sent, not yet
    * acknowledged — the backup acknowledges a transaction once it is applied (durable).
@@ -290,7 +294,7 @@ export class SqliteSource {
   private acknowledge(txid: number): void {
     if (txid > this.ackedTxid) {
       this.ackedTxid = txid;
-      this.store.setAcked(this.id, txid);
+      this.persistAcked();
     }
     let bytes = 0;
     let changes = 0;
@@ -618,7 +622,13 @@ export class SqliteSource {
       return false;
     }
     if (this.object.paused) return this.pollPaused();
-    if (this.peer.backedUp()) {
+    // While MaxInFlight shipped transactions wait for the backup's acknowledgement, what commits
+    // stays in the WAL (like a backed-up link) and goes as one bigger transaction after the next
+    // ack: under load batches grow to what the backup keeps up with — fewer commits (each an
+    // fsync there), page hashes and messages per application transaction, and a page rewritten
+    // by many transactions is read, hashed and sent once — while at a light load every poll
+    // still ships at once.
+    if (this.peer.backedUp() || this.unacked.size >= MaxInFlight) {
       this.countUnread();
       // The backup is slow: the guard keeps the frames in the WAL, which is our spill area —
       // up to a bound; past it the WAL may be reset and the backup gets a resync later.
@@ -713,6 +723,18 @@ export class SqliteSource {
   }
 
   private txidPersistedAt = 0;
+  private ackedPersistedAt = 0;
+
+  /**
+   * The acknowledged txid only seeds the status after a restart (the backup's hashes then say
+   * what it has), so, like persistTxid, it is written at most every 200 ms and at stop(): at
+   * saturation the backup acknowledges hundreds of times a second, each write an fsync.
+   */
+  private persistAcked(): void {
+    if (Date.now() - this.ackedPersistedAt < 200) return;
+    this.ackedPersistedAt = Date.now();
+    this.store.setAcked(this.id, this.ackedTxid);
+  }
 
   /** Transaction ids survive a restart; written at most every 200 ms (each write is an fsync of the node's store). */
   private persistTxid(): void {

@@ -4,7 +4,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { sameGeneration, startOf, WalFile } from './wal.js';
+import { sameGeneration, startOf, walChecksum, WalFile } from './wal.js';
 
 function walDatabase() {
   const dir = mkdtempSync(join(tmpdir(), 'understudy-wal-'));
@@ -122,6 +122,19 @@ describe('WalFile', () => {
       wal.close();
     } finally {
       cleanup();
+    }
+  });
+
+  it('computes the same checksum on the word-at-a-time path as byte by byte', () => {
+    const bytes = Buffer.alloc(4096 + 8);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919 + 13) & 0xff;
+    const aligned = Buffer.from(bytes.subarray(0, 4096));
+    // At an odd offset the fast path cannot be used: the bytes are read one word at a time.
+    const odd = Buffer.alloc(4096 + 1).subarray(1);
+    aligned.copy(odd);
+    for (const bigEndian of [false, true]) {
+      const start: [number, number] = [0xfffffff0, 0x12345678];
+      assert.deepEqual(walChecksum(aligned, bigEndian, start), walChecksum(odd, bigEndian, start));
     }
   });
 

@@ -13,6 +13,9 @@ const WalHeaderBytes = 32;
 const FrameHeaderBytes = 24;
 const MagicLittleEndian = 0x377f0682;
 const MagicBigEndian = 0x377f0683;
+const nativeBigEndian = endianness() === 'BE';
+/** How much of the WAL commitsBetween reads at a time. */
+const CountBlockBytes = 1024 * 1024;
 
 /** Where we are in a WAL: after `frame` frames of the generation with these salts, with that running checksum. */
 export interface WalPosition {
@@ -45,6 +48,19 @@ export interface WalTransaction {
  * `data.length` must be a multiple of 8.
  */
 export function walChecksum(data: Buffer, bigEndian: boolean, start: [number, number]): [number, number] {
+  // The primary checksums every frame it ships (~200 MB/s at saturation): when the WAL's order
+  // is the machine's (SQLite writes it so) and the bytes are aligned, read them as words, about
+  // 3x faster than readUInt32*. Int32 sums with |0 wrap exactly like SQLite's u32 arithmetic.
+  if (bigEndian === nativeBigEndian && (data.byteOffset & 3) === 0 && data.length >= 64) {
+    const words = new Int32Array(data.buffer, data.byteOffset, data.length >>> 2);
+    let w1 = start[0] | 0;
+    let w2 = start[1] | 0;
+    for (let i = 0; i < words.length; i += 2) {
+      w1 = (w1 + words[i]! + w2) | 0;
+      w2 = (w2 + words[i + 1]! + w1) | 0;
+    }
+    return [w1 >>> 0, w2 >>> 0];
+  }
   let s1 = start[0];
   let s2 = start[1];
   if (bigEndian) {
@@ -148,8 +164,10 @@ export class WalFile {
       checksum = walChecksum(frame.subarray(FrameHeaderBytes), from.bigEndian, checksum);
       if (checksum[0] !== frame.readUInt32BE(16) || checksum[1] !== frame.readUInt32BE(20)) break;
       valid = i + 1;
-      // A copy: the chunk is large and transactions may be kept a while.
-      pending.set(pgno, Buffer.from(frame.subarray(FrameHeaderBytes)));
+      // No copy: a copy per frame (and its GC) cost the primary as much as the checksums. The
+      // pages keep the chunk alive, so callers must not keep transactions long (ship encodes
+      // and hashes them at once; snapshotPoint drops them).
+      pending.set(pgno, frame.subarray(FrameHeaderBytes));
       if (commitSize > 0) {
         transactions.push({ pages: pending, dbPages: commitSize });
         pending = new Map();
@@ -181,14 +199,22 @@ export class WalFile {
    */
   commitsBetween(position: WalPosition, from: number, to: number): number {
     const fd = this.open();
-    if (fd === null) return 0;
-    const header = Buffer.alloc(FrameHeaderBytes);
+    const frameBytes = FrameHeaderBytes + position.pageSize;
+    // Frames are read in blocks (one read per CountBlockBytes, not one per frame: this runs at
+    // every poll while the backup is behind, and a read per frame was most of its cost).
+    if (fd === null || to <= from) return 0;
+    const perBlock = Math.min(to - from, Math.max(1, Math.floor(CountBlockBytes / frameBytes)));
+    const block = Buffer.allocUnsafe(perBlock * frameBytes);
     let commits = 0;
-    for (let frame = from; frame < to; frame++) {
-      const at = WalHeaderBytes + frame * (FrameHeaderBytes + position.pageSize);
-      if (readSync(fd, header, 0, FrameHeaderBytes, at) < FrameHeaderBytes) break;
-      if (header.readUInt32BE(8) !== position.salt1 || header.readUInt32BE(12) !== position.salt2) break;
-      if (header.readUInt32BE(4) !== 0) commits += 1;
+    for (let first = from; first < to; first += perBlock) {
+      const frames = Math.min(perBlock, to - first);
+      const read = Math.floor(readSync(fd, block, 0, frames * frameBytes, WalHeaderBytes + first * frameBytes) / frameBytes);
+      for (let i = 0; i < read; i++) {
+        const at = i * frameBytes;
+        if (block.readUInt32BE(at + 8) !== position.salt1 || block.readUInt32BE(at + 12) !== position.salt2) return commits;
+        if (block.readUInt32BE(at + 4) !== 0) commits += 1;
+      }
+      if (read < frames) break;
     }
     return commits;
   }
@@ -230,7 +256,6 @@ export interface WalIndexHeader {
 }
 
 const IndexHeaderBytes = 48;
-const nativeBigEndian = endianness() === 'BE';
 
 /**
  * Parses the two copies of the WAL index header at the start of the -shm file. A writer
