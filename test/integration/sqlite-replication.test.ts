@@ -18,7 +18,7 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startPair, tempDir, type TestNode } from '../support/harness.js';
 import { createRandomSchema, FtsQueries } from '../support/sqlite-random.js';
@@ -232,5 +232,52 @@ describe('SQLite replication of a live database', { concurrency: false }, () => 
     }
     assert.deepEqual(troubles(id, primary, backup), [], 'no errors or divergence reported');
     assertPageIdentical(converged);
+  });
+});
+
+describe('a writer that never pauses', { concurrency: false }, () => {
+  // A small bound so the test needs seconds, not gigabytes: idle checkpoints past 2 MiB, busy ones past 4 × that.
+  const ResetBytes = 2 * 1024 * 1024;
+  let primary: TestNode;
+  let backup: TestNode;
+  before(async () => {
+    const env = { UNDERSTUDY_WAL_RESET_BYTES: String(ResetBytes) };
+    [primary, backup] = await startPair({ primary: env, backup: env });
+  });
+  after(async () => {
+    await Promise.all([primary?.destroy(), backup?.destroy()]);
+  });
+
+  test(`keeps the WAL bounded (our guard would otherwise keep SQLite from ever resetting it), and the bank guarantees hold (seed ${Seed})`, async (t) => {
+    const work = tempDir('sqlite-busy');
+    t.after(() => rmSync(work, { recursive: true, force: true }));
+    const source = join(work, 'shop.db');
+    const target = join(work, 'copy', 'shop.db');
+    createBank(source);
+    const id = await protectDatabase(primary, source, target);
+    const sampler = new BankSampler(target);
+    let largestWal = 0;
+    const watch = setInterval(() => (largestWal = Math.max(largestWal, existsSync(`${source}-wal`) ? statSync(`${source}-wal`).size : 0)), 50);
+    try {
+      // Back-to-back transactions with large memos: tens of MiB of WAL a second, never an idle look.
+      const app = AppProcess.start('bank', source, '--ms', String(BankMs), '--seed', String(Seed), '--memo', '20000');
+      const done = await app.finished(BankMs + 60_000);
+      assert.ok(done, 'the application reported its last counter');
+      const converged = await convergeDatabase(primary, id, source, target, `the copy of the bank to be page-identical (seed ${Seed})`);
+      const samples = await sampler.stop();
+      const resets = primary.events.filter((e) => e.type === 'sqlite.resync' && e.object === id).length;
+      t.diagnostic(`${done.transactions} transactions; largest WAL ${(largestWal / 1048576).toFixed(1)} MiB; ${resets} resyncs; ${samples.samples} samples of the copy`);
+      // Unbounded, this workload's WAL reaches several hundred MiB in 8 s (about 100 MiB/s);
+      // bounded, it peaks at a few times the busy bound (the application writes on while a reset waits for its moment).
+      assert.ok(largestWal < 64 * ResetBytes, `the WAL stayed bounded: its largest was ${(largestWal / 1048576).toFixed(1)} MiB`);
+      assert.deepEqual(bankViolations(samples), [], 'every read of the copy saw a committed state of the bank');
+      assert.equal(readBankAt(target).counter, done.counter, 'the copy has the last transaction');
+      assert.deepEqual(integrity(target), ['ok']);
+      assert.deepEqual(troubles(id, primary, backup), [], 'no errors or divergence reported');
+      assertPageIdentical(converged);
+    } finally {
+      clearInterval(watch);
+      await sampler.stop();
+    }
   });
 });
