@@ -42,6 +42,12 @@ const CheckpointWalShare = 0.25;
 const BusyCheckpointFactor = 4;
 /** Transactions shipped and not yet acknowledged beyond which we wait before reading more (see poll). */
 const MaxInFlight = 2;
+/**
+ * ...but never longer than this for an acknowledgement: an ack that does not come (a role change
+ * under way, a transaction the backup set aside) must not stop replication — shipping on lets a
+ * later ack, or the state checksum's resync, settle it. A fault test stalled without this bound.
+ */
+const InFlightWaitMs = 250;
 /** A backup this far behind (WAL bytes not yet shipped) stops pinning the WAL; it gets a resync later. */
 const MaxWalBytesBehind = 512 * 1024 * 1024;
 /** Pages of a resync sent per message. */
@@ -630,7 +636,7 @@ export class SqliteSource {
     // fsync there), page hashes and messages per application transaction, and a page rewritten
     // by many transactions is read, hashed and sent once — while at a light load every poll
     // still ships at once.
-    if (this.peer.backedUp() || this.unacked.size >= MaxInFlight) {
+    if (this.peer.backedUp() || this.waitingForAcks()) {
       this.countUnread();
       // The backup is slow: the guard keeps the frames in the WAL, which is our spill area —
       // up to a bound; past it the WAL may be reset and the backup gets a resync later.
@@ -729,6 +735,13 @@ export class SqliteSource {
     }
     this.unacked.set(txid, { at: Date.now(), bytes: pages.length * pageSize });
     this.persistTxid();
+  }
+
+  /** Whether to hold new commits back until an ack (see MaxInFlight and InFlightWaitMs). */
+  private waitingForAcks(): boolean {
+    if (this.unacked.size < MaxInFlight) return false;
+    const oldest = this.unacked.values().next().value!.at;
+    return Date.now() - oldest < InFlightWaitMs;
   }
 
   private txidPersistedAt = 0;
