@@ -77,7 +77,7 @@ export async function serviceStatus(home: string): Promise<ServiceReport> {
   const installed = existsSync(m.unitPath) && readFileSync(m.unitPath, 'utf8').includes(home);
   const enabled = installed && m.running() && (await m.isEnabled());
   const detail = !installed
-    ? 'Not installed: protection runs only while this app or `understudy serve` runs.'
+    ? "Not installed: protection runs only while this app or 'understudy serve' runs."
     : enabled
       ? `Installed and enabled: ${m.unitPath} starts this node at boot.`
       : `Written to ${m.unitPath}, but not enabled here${m.running() ? '' : ` (${m.name} is not running on this machine)`}.`;
@@ -136,6 +136,6 @@ function unsupported(): ServiceReport {
     unitPath: null,
     installed: false,
     enabled: false,
-    detail: 'The wizard cannot install a service on this system yet: keep the app running, or start `understudy serve` at boot from the system scheduler.',
+    detail: "The wizard cannot install a service on this system yet: keep the app running, or start 'understudy serve' at boot from the system scheduler.",
   };
 }
