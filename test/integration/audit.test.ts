@@ -14,19 +14,12 @@ import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuditOutcome, EventRecord } from '../../src-main/contract/control.js';
 import { protectFolderAndDatabase, startPair, tempDir, TestNode, waitFor } from '../support/harness.js';
+import { noteBodies } from '../support/sqlite-workload.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 /** The continuous audit every second (default: every minute), so damage is found quickly. */
 const Env = { UNDERSTUDY_RESCAN_MS: '1000' };
 
-function rowsOf(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
-  } finally {
-    db.close();
-  }
-}
 
 function integrity(path: string): string {
   const db = new Database(path, { readonly: true });
@@ -68,7 +61,7 @@ describe('audit and self-repair', { concurrency: false }, () => {
     db.close();
     [primary, backup] = await startPair({ primary: Env, backup: Env });
     Object.assign(ids, await protectFolderAndDatabase(primary, { source, target }, { source: dbSource, target: dbTarget }));
-    await waitFor('the copy of the database', () => (rowsOf(dbTarget).length === 2000 ? true : undefined), 10_000);
+    await waitFor('the copy of the database', () => (noteBodies(dbTarget).length === 2000 ? true : undefined), 10_000);
   });
 
   after(async () => {
@@ -156,7 +149,7 @@ describe('audit and self-repair', { concurrency: false }, () => {
     assert.match(event.message, /page\(s\) of the copy/);
     assert.ok(Number(event.differences) >= 1);
     assert.equal(integrity(dbTarget), 'ok');
-    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource));
+    assert.deepEqual(noteBodies(dbTarget), noteBodies(dbSource));
   });
 
   test('a truncated database is found and completed from the primary', async () => {
@@ -164,7 +157,7 @@ describe('audit and self-repair', { concurrency: false }, () => {
     truncateSync(dbTarget, Math.floor(statSync(dbTarget).size / 2));
     await repairedEvent(ids.db, since);
     assert.equal(integrity(dbTarget), 'ok');
-    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource));
+    assert.deepEqual(noteBodies(dbTarget), noteBodies(dbSource));
   });
 
   test("a rehearsal runs the backup's check hook against a snapshot of its copies, then removes the snapshot", async () => {
@@ -177,7 +170,7 @@ describe('audit and self-repair', { concurrency: false }, () => {
     assert.match(rehearsal.output, /^SQLite format 3\n2000\n$/);
     assert.deepEqual(rehearsal.objects.map((o) => o.id).sort(), [ids.db, ids.folder].sort());
     assert.deepEqual(readdirSync(join(backup.home, 'rehearsal')), [], 'the snapshot is gone');
-    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource), 'the live copy is untouched');
+    assert.deepEqual(noteBodies(dbTarget), noteBodies(dbSource), 'the live copy is untouched');
     // A check that fails against the snapshot: exit 1, and the primary stays the primary.
     assert.equal((await backup.cli('hooks', 'set', '--check', 'echo "app cannot start: no config" && exit 3')).code, 0);
     const failed = await backup.cli('switchover', '--rehearse');

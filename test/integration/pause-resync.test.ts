@@ -15,6 +15,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { EventRecord, LagSample, ObjectStatus } from '../../src-main/contract/control.js';
 import { protectFolderAndDatabase, sleep, startPair, tempDir, TestNode, waitFor, waitPeerUp } from '../support/harness.js';
 import { assertRefused } from '../support/checks.js';
+import { noteBodies } from '../support/sqlite-workload.js';
 
 const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
 /**
@@ -23,14 +24,6 @@ const Database = createRequire(import.meta.url)('better-sqlite3') as typeof Bett
  */
 const Env = { UNDERSTUDY_DEV: '1', UNDERSTUDY_HISTORY_MS: '200', UNDERSTUDY_RESCAN_MS: '600000' };
 
-function rowsOf(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
-  } finally {
-    db.close();
-  }
-}
 
 describe('pause, resume, resync and lag history', { concurrency: false }, () => {
   let primary: TestNode;
@@ -114,7 +107,7 @@ describe('pause, resume, resync and lag history', { concurrency: false }, () => 
     }
     await sleep(2000);
     for (let i = 0; i < 3; i++) assert.ok(!existsSync(join(target, `while-paused-${i}.txt`)), 'nothing written while paused reaches the backup');
-    assert.ok(!rowsOf(dbTarget).includes('written while paused'), 'nor any transaction');
+    assert.ok(!noteBodies(dbTarget).includes('written while paused'), 'nor any transaction');
     for (const id of [ids.folder, ids.db]) {
       const o = await objectOn(primary, id);
       assert.ok(o.lagMs >= 1500, `${id}: the lag grows while paused (${o.lagMs} ms)`);
@@ -152,7 +145,7 @@ describe('pause, resume, resync and lag history', { concurrency: false }, () => 
     }
     assert.ok(!existsSync(join(target, 'after-restart.txt')));
     assert.ok(!existsSync(join(target, 'while-paused-0.txt')));
-    assert.ok(!rowsOf(dbTarget).includes('written while paused'));
+    assert.ok(!noteBodies(dbTarget).includes('written while paused'));
 
     const since = primary.events.length;
     for (const id of [ids.folder, ids.db]) {
@@ -165,8 +158,8 @@ describe('pause, resume, resync and lag history', { concurrency: false }, () => 
     assert.ok(Number((await eventOn(primary, 'object.resumed', ids.db, since)).pending) >= 1);
     await waitFor('the held-back files on the backup', () => (['while-paused-0.txt', 'while-paused-2.txt', 'after-restart.txt'].every((f) => existsSync(join(target, f))) ? true : undefined), 10_000);
     assert.equal(readFileSync(join(target, 'while-paused-1.txt'), 'utf8'), 'written while paused 1\n');
-    await waitFor('the held-back transactions on the backup', () => (rowsOf(dbTarget).includes('written after the restart') ? true : undefined), 10_000);
-    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource));
+    await waitFor('the held-back transactions on the backup', () => (noteBodies(dbTarget).includes('written after the restart') ? true : undefined), 10_000);
+    assert.deepEqual(noteBodies(dbTarget), noteBodies(dbSource));
     await waitFor('both objects in sync again', async () => {
       const objects = (await primary.status()).objects;
       return objects.every((o) => o.state === 'in-sync' && o.pending === 0 && o.paused === false) ? true : undefined;
@@ -208,7 +201,7 @@ describe('pause, resume, resync and lag history', { concurrency: false }, () => 
     assert.equal(done.result, 'repaired', done.message);
     assert.ok(Number(done.differences) >= 1, done.message);
     assert.ok(primary.events.slice(since).some((e) => e.type === 'sqlite.resync' && e.object === ids.db), 'the database resync is recorded');
-    assert.deepEqual(rowsOf(dbTarget), rowsOf(dbSource));
+    assert.deepEqual(noteBodies(dbTarget), noteBodies(dbSource));
     const versions = readdirSync(join(backup.home, 'versions', ids.db), { recursive: true }).map(String);
     assert.ok(versions.some((p) => p.endsWith('database')), `the copy as it was is kept (${versions.join(', ')})`);
   });

@@ -334,6 +334,16 @@ export function pageDifferences(aPath: string, bPath: string, options: { ignoreP
   }
 }
 
+/** The bodies of a `notes(id, body)` table, in id order (the audit and pause tests' database). */
+export function noteBodies(path: string): string[] {
+  const db = openDatabase(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT body FROM notes ORDER BY id').all() as { body: string }[]).map((r) => r.body);
+  } finally {
+    db.close();
+  }
+}
+
 export function integrity(path: string): string[] {
   const db = openDatabase(path, { readonly: true, fileMustExist: true });
   try {
